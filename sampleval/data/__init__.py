@@ -1,0 +1,1 @@
+"""Data sources, splits, label noise and the prepared-data contract."""

@@ -1,0 +1,50 @@
+"""Stratified and group-aware (patient-wise) train/val/test splits."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Return an array of 'train' / 'val' / 'test', stratified by class."""
+    idx = np.arange(len(labels))
+    rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
+    val_share = val_fraction / (1.0 - test_fraction)
+    train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed + 1)
+    out = np.empty(len(labels), dtype=object)
+    out[train], out[val], out[test] = "train", "val", "test"
+    return out
+
+
+def group_split(groups: np.ndarray, val_fraction: float, test_fraction: float, seed: int, fixed_test: np.ndarray | None = None) -> np.ndarray:
+    """Patient-wise split: no group appears in two splits.
+
+    ``fixed_test`` (a boolean mask, e.g. from the official test list) replaces the random
+    test carve-out; validation is then carved group-wise out of the rest.
+    """
+    idx = np.arange(len(groups))
+    if fixed_test is None:
+        gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+        rest, test = next(gss.split(idx, groups=groups))
+        rest_val_share = val_fraction / (1.0 - test_fraction)
+    else:
+        test = idx[fixed_test]
+        rest = idx[~fixed_test]
+        rest_val_share = val_fraction
+    gss = GroupShuffleSplit(n_splits=1, test_size=rest_val_share, random_state=seed + 1)
+    tr, va = next(gss.split(rest, groups=groups[rest]))
+    out = np.empty(len(groups), dtype=object)
+    out[rest[tr]], out[rest[va]], out[test] = "train", "val", "test"
+    assert_groups_disjoint(groups, out)
+    return out
+
+
+def assert_groups_disjoint(groups: np.ndarray, splits: np.ndarray) -> None:
+    seen: dict = {}
+    for name in ("train", "val", "test"):
+        s = set(groups[splits == name].tolist())
+        for other, o in seen.items():
+            both = s & o
+            if both:
+                raise AssertionError(f"{len(both)} patients appear in both {other} and {name} (e.g. {sorted(both)[:3]})")
+        seen[name] = s

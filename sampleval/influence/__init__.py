@@ -1,0 +1,63 @@
+"""Influence estimators behind one interface.
+
+An estimator is a function ``estimate(ctx: InfluenceContext) -> dict[str, np.ndarray]``
+returning one float64 array per output column, one entry per training sample, in the
+order of ``ctx.train``. Its main column is named like the estimator; extra columns
+start with the estimator's name (``tracin`` also returns ``self_influence``).
+
+Sign convention for every estimator: positive = helpful (the sample lowers the
+validation loss); negative = harmful.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .tracin import Checkpoint
+
+# name -> "module:function", imported on use so that one estimator's dependencies
+# never slow down or break another.
+REGISTRY: dict[str, str] = {
+    "tracin": "sampleval.influence.tracin:estimate_tracin",
+    "tracincp": "sampleval.influence.tracin:estimate_tracincp",
+}
+
+
+@dataclass
+class InfluenceContext:
+    model: nn.Module  # the architecture; estimators load the weights they need
+    loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
+    checkpoints: list[Checkpoint]  # per-epoch states with the learning rate of each epoch
+    final_state: dict  # weights of the model selected on validation
+    train: tuple[torch.Tensor, torch.Tensor]  # model-ready inputs and targets
+    val: tuple[torch.Tensor, torch.Tensor]
+    task: str
+    n_classes: int
+    batch_size: int = 256
+    damping: float = 0.01
+    cg_iterations: int = 100
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def get_estimator(name: str) -> Callable:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown influence estimator {name!r} (allowed: {', '.join(REGISTRY)})")
+    module, func = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
+    columns = get_estimator(name)(ctx)
+    n = len(ctx.train[0])
+    if name not in columns:
+        raise RuntimeError(f"estimator {name} returned no '{name}' column")
+    for col, values in columns.items():
+        if np.shape(values) != (n,):
+            raise RuntimeError(f"estimator {name} column {col} has shape {np.shape(values)}, expected ({n},)")
+    return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}

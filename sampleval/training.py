@@ -1,0 +1,274 @@
+"""Training with per-epoch checkpoints and validation-only model selection.
+
+Recipe (the study's): focal loss with label smoothing, AdamW, a cosine learning-rate
+schedule stepped once per epoch (so each epoch runs at one learning rate, which is the
+learning rate TracIn weights that epoch's checkpoint by), optional augmentation.
+
+The best epoch is the one with the lowest validation loss; the test set is never
+looked at here.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import torch_save
+from .losses import TrainingLoss, clamped_pos_weight
+from .models import build_model
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, missing checkpoint, ...); the message says how to fix it."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "small_cnn"
+    pretrained: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.05
+    pos_weight_clamp: list[float] | None = None
+    augment: bool = False
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        t = params["train"]
+        return cls(
+            model=params["model"]["name"],
+            pretrained=params["model"]["pretrained"],
+            **{k: t[k] for k in cls.__dataclass_fields__ if k in t},
+        )
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    best_epoch: int
+    best_state: dict
+    model: nn.Module
+    loss_fn: TrainingLoss
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrainingError("train.device = cuda but no CUDA device is available; use auto or cpu")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
+    """Random translation (reflect-pad by size/8, random crop) and optional horizontal flip."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        out[mask] = out[mask].flip(-1)
+    return out
+
+
+def make_loss(task: str, cfg: TrainConfig, y_train: np.ndarray) -> TrainingLoss:
+    pos_weight = None
+    if task == "multilabel" and cfg.pos_weight_clamp is not None:
+        pos_weight = clamped_pos_weight(torch.as_tensor(y_train, dtype=torch.float32), *cfg.pos_weight_clamp)
+    return TrainingLoss(task, cfg.focal_gamma, cfg.label_smoothing, pos_weight)
+
+
+def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
+    return torch.as_tensor(y, dtype=torch.float32 if task == "multilabel" else torch.long)
+
+
+def iterate_batches(n: int, batch_size: int, order: torch.Tensor | None = None):
+    idx = order if order is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield idx[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512, device: torch.device | None = None, amp: bool = False) -> np.ndarray:
+    device = device or next(model.parameters()).device
+    model.eval()
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    outs = []
+    for b in iterate_batches(len(xt), batch_size):
+        xb = to_float(xt[b].to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            outs.append(model(xb).float().cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
+
+
+def epoch_checkpoint_path(ckpt_dir: Path, epoch: int) -> Path:
+    return Path(ckpt_dir) / f"epoch-{epoch:03d}.pt"
+
+
+def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise TrainingError(f"checkpoint folder {ckpt_dir} is missing; run `dvc repro train` first")
+    paths = sorted(p for p in ckpt_dir.glob("epoch-*.pt") if re.fullmatch(r"epoch-\d{3}\.pt", p.name))
+    if not paths:
+        raise TrainingError(f"no checkpoints (epoch-NNN.pt) in {ckpt_dir}; run `dvc repro train` first")
+    return paths
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise TrainingError(f"checkpoint {path} is missing; run `dvc repro train` to recreate it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or corrupt file
+        raise TrainingError(f"checkpoint {path} cannot be read ({exc.__class__.__name__}); delete it and rerun `dvc repro train`") from exc
+
+
+def train(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    task: str,
+    n_outputs: int,
+    cfg: TrainConfig,
+    seed: int,
+    ckpt_dir: str | Path | None = None,
+    resume: bool = False,
+    flip_augment: bool = False,
+    progress: Callable | None = None,
+) -> TrainResult:
+    """Train from scratch (or resume from the last complete checkpoint in ``ckpt_dir``).
+
+    Each epoch's checkpoint holds the weights, the learning rate used during that
+    epoch, the epoch number, and the optimiser/scheduler/RNG state for resuming.
+    """
+    device = pick_device(cfg.device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    image_size = x_train.shape[-1]
+    model = build_model(cfg.model, x_train.shape[1], n_outputs, image_size, cfg.pretrained).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = make_loss(task, cfg, y_train)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    step_model = torch.compile(model) if cfg.compile else model
+
+    history: list[dict] = []
+    start_epoch = 1
+    checkpoints: list[Path] = []
+    if ckpt_dir is not None:
+        ckpt_dir = Path(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            existing = sorted(ckpt_dir.glob("epoch-*.pt"))
+            if existing:
+                state = load_checkpoint(existing[-1])
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                gen.set_state(state["generator"])
+                torch.set_rng_state(state["torch_rng"])
+                history = state["history"]
+                start_epoch = state["epoch"] + 1
+                checkpoints = existing
+                log.info("resuming from %s (epoch %d)", existing[-1], state["epoch"])
+
+    xt = torch.from_numpy(np.ascontiguousarray(x_train))
+    yt = target_tensor(y_train, task)
+    xv = torch.from_numpy(np.ascontiguousarray(x_val))
+    yv = target_tensor(y_val, task)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        lr_used = opt.param_groups[0]["lr"]
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        total, count = 0.0, 0
+        for step, b in enumerate(iterate_batches(len(xt), cfg.batch_size, order)):
+            xb = xt[b]
+            if cfg.augment:
+                xb = augment_batch(xb, gen, flip_augment)
+            xb = to_float(xb.to(device, non_blocking=True))
+            if cfg.channels_last and device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = yt[b].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = step_model(xb)
+            loss = loss_fn(logits.float(), yb, reduction="mean")
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"training loss became {loss.item()} at epoch {epoch}, step {step}; lower train.lr (now {cfg.lr}) or check the inputs"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+            count += len(b)
+        sched.step()
+        val_logits = predict_logits(model, x_val, device=device, amp=cfg.amp)
+        val_loss = float(loss_fn(torch.from_numpy(val_logits), yv, reduction="mean"))
+        record = {"epoch": epoch, "lr": lr_used, "train_loss": total / max(count, 1), "val_loss": val_loss}
+        history.append(record)
+        if progress:
+            progress(record)
+        if ckpt_dir is not None:
+            path = epoch_checkpoint_path(ckpt_dir, epoch)
+            torch_save(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "lr": lr_used,
+                    "epoch": epoch,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+            )
+            checkpoints.append(path)
+        if epoch == _best(history)["epoch"]:
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    best = _best(history)
+    if best["epoch"] < start_epoch:  # the best epoch was trained before a resume
+        best_state = load_checkpoint(epoch_checkpoint_path(ckpt_dir, best["epoch"]))["model"]
+    model.load_state_dict(best_state)
+    return TrainResult(history, best["epoch"], best_state, model, loss_fn, checkpoints)
+
+
+def _best(history: list[dict]) -> dict:
+    finite = [h for h in history if math.isfinite(h["val_loss"])]
+    if not finite:
+        raise TrainingError("validation loss is not finite in any epoch; lower train.lr or check the data")
+    return min(finite, key=lambda h: (h["val_loss"], h["epoch"]))
