@@ -106,7 +106,7 @@ def make_loss(task: str, cfg: TrainConfig, y_train: np.ndarray) -> TrainingLoss:
 
 
 def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
-    return torch.as_tensor(y, dtype=torch.float32 if task == "multilabel" else torch.long)
+    return torch.tensor(np.asarray(y), dtype=torch.float32 if task == "multilabel" else torch.long)
 
 
 def iterate_batches(n: int, batch_size: int, order: torch.Tensor | None = None):
@@ -165,9 +165,11 @@ def train(
     resume: bool = False,
     flip_augment: bool = False,
     progress: Callable | None = None,
+    val_metrics: Callable[[np.ndarray], dict] | None = None,
 ) -> TrainResult:
     """Train from scratch (or resume from the last complete checkpoint in ``ckpt_dir``).
 
+    ``val_metrics(val_logits) -> dict`` adds per-epoch validation metrics to the history.
     Each epoch's checkpoint holds the weights, the learning rate used during that
     epoch, the epoch number, and the optimiser/scheduler/RNG state for resuming.
     """
@@ -238,6 +240,8 @@ def train(
         val_logits = predict_logits(model, x_val, device=device, amp=cfg.amp)
         val_loss = float(loss_fn(torch.from_numpy(val_logits), yv, reduction="mean"))
         record = {"epoch": epoch, "lr": lr_used, "train_loss": total / max(count, 1), "val_loss": val_loss}
+        if val_metrics is not None:
+            record.update(val_metrics(val_logits))
         history.append(record)
         if progress:
             progress(record)

@@ -1,0 +1,47 @@
+"""What every stage does first: logging, params validation, determinism."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+from sampleval.config import ParamsError, load_params
+
+log = logging.getLogger("sampleval")
+
+
+def start(name: str) -> dict:
+    """Configure logging, validate params.yaml (failing before any work) and seed torch."""
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.manual_seed(params["seed"])
+    return params
+
+
+@contextmanager
+def one_line_errors():
+    """Turn the library's input errors into one line on stderr and exit status 1."""
+    from sampleval.data.prepared import DataError
+    from sampleval.training import TrainingError
+
+    try:
+        yield
+    except (ParamsError, DataError, TrainingError, FileNotFoundError, KeyError, ValueError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(fn):
+    """Decorator: run ``fn`` with one-line errors when the module is executed."""
+
+    def wrapper(argv=None):
+        with one_line_errors():
+            return fn(argv)
+
+    return wrapper

@@ -1,0 +1,20 @@
+"""prepare: load the data source, split, inject label noise -> data/prepared/."""
+from __future__ import annotations
+
+import numpy as np
+
+from sampleval.prepare import prepare_dataset
+from stages._common import log, main, start
+
+OUT = "data/prepared"
+
+
+@main
+def run(argv=None) -> None:
+    params = start("prepare")
+    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], OUT)
+    log.info("prepared %s: %s samples, %s flipped", params["data"]["source"], manifest["n_samples"], manifest["n_flipped"])
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from sampleval.data.noise import inject_noise
+
+
+def _labels():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 10, size=1000), rng.random(1000) < 0.6
+
+
+def test_uniform_flips_exact_count_only_eligible_never_same_class():
+    labels, eligible = _labels()
+    noisy, flipped = inject_noise(labels, eligible, "uniform", 0.2, 10, rng=np.random.default_rng(1))
+    assert flipped.sum() == round(0.2 * eligible.sum())
+    assert not flipped[~eligible].any()
+    assert np.array_equal(noisy[~flipped], labels[~flipped])
+    assert (noisy[flipped] != labels[flipped]).all()
+    assert set(np.unique(noisy[flipped])) <= set(range(10))
+
+
+def test_pairwise_flips_exact_share_of_source_to_target():
+    labels, eligible = _labels()
+    noisy, flipped = inject_noise(labels, eligible, "pairwise", 0.4, 10, pairs=[[9, 4]], rng=np.random.default_rng(1))
+    n_source = int((eligible & (labels == 9)).sum())
+    assert flipped.sum() == round(0.4 * n_source)
+    assert (labels[flipped] == 9).all() and (noisy[flipped] == 4).all()
+    assert not flipped[~eligible].any()
+
+
+def test_none_and_zero_rate_change_nothing():
+    labels, eligible = _labels()
+    for kind, rate in (("none", 0.3), ("uniform", 0.0)):
+        noisy, flipped = inject_noise(labels, eligible, kind, rate, 10)
+        assert np.array_equal(noisy, labels) and not flipped.any()
+
+
+def test_bad_noise_arguments():
+    labels, eligible = _labels()
+    with pytest.raises(ValueError, match="itself"):
+        inject_noise(labels, eligible, "pairwise", 0.1, 10, pairs=[[3, 3]])
+    with pytest.raises(ValueError, match="outside"):
+        inject_noise(labels, eligible, "pairwise", 0.1, 10, pairs=[[3, 12]])
+    with pytest.raises(ValueError, match="unknown noise kind"):
+        inject_noise(labels, eligible, "gaussian", 0.1, 10)

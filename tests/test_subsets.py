@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from sampleval.subsets import choose_subset, control_of
+
+IDS = np.array([f"s{i:03d}" for i in range(200)])
+SCORES = np.random.default_rng(0).normal(size=200)
+CLASSES = np.repeat(np.arange(4), 50)
+
+
+@pytest.mark.parametrize("strategy", ["remove-harmful", "remove-helpful", "remove-random", "select-helpful", "select-random"])
+@pytest.mark.parametrize("fraction", [0.05, 0.35, 0.8])
+def test_exact_sizes(strategy, fraction):
+    sub = choose_subset(IDS, SCORES, strategy, fraction, seed=3)
+    k = round(fraction * 200)
+    assert sub.chosen.sum() == k
+    assert sub.keep.sum() == (200 - k if strategy.startswith("remove") else k)
+    assert np.array_equal(sub.keep, ~sub.chosen) == strategy.startswith("remove")
+
+
+def test_ranked_choices_are_the_extremes():
+    harmful = choose_subset(IDS, SCORES, "remove-harmful", 0.1, 0)
+    helpful = choose_subset(IDS, SCORES, "remove-helpful", 0.1, 0)
+    assert SCORES[harmful.chosen].max() < SCORES[~harmful.chosen].min()
+    assert SCORES[helpful.chosen].min() > SCORES[~helpful.chosen].max()
+    assert not (harmful.chosen & helpful.chosen).any()  # disjoint at 10 %
+    select = choose_subset(IDS, SCORES, "select-helpful", 0.1, 0)
+    assert np.array_equal(select.chosen, helpful.chosen)
+
+
+def test_random_control_same_size_depends_on_seed_only():
+    a = choose_subset(IDS, None, "remove-random", 0.35, seed=1)
+    b = choose_subset(IDS, None, "remove-random", 0.35, seed=1)
+    c = choose_subset(IDS, None, "remove-random", 0.35, seed=2)
+    ranked = choose_subset(IDS, SCORES, "remove-harmful", 0.35, seed=1)
+    assert np.array_equal(a.keep, b.keep) and not np.array_equal(a.keep, c.keep)
+    assert a.keep.sum() == ranked.keep.sum()
+    assert control_of("remove-harmful") == "remove-random" and control_of("select-helpful") == "select-random"
+
+
+def test_stratified_keeps_class_shares_for_strategy_and_control():
+    for strategy in ("remove-harmful", "remove-random"):
+        sub = choose_subset(IDS, SCORES, strategy, 0.2, 0, classes=CLASSES)
+        assert [int(sub.chosen[CLASSES == c].sum()) for c in range(4)] == [10, 10, 10, 10]
+
+
+def test_global_ranking_can_strip_a_class():
+    scores = np.where(CLASSES == 0, -10.0, 1.0) + SCORES * 0.01
+    sub = choose_subset(IDS, scores, "remove-harmful", 0.25, 0)
+    assert sub.chosen[CLASSES == 0].all()  # the whole class is gone without stratification
+
+
+def test_ties_broken_by_id_deterministically():
+    sub = choose_subset(IDS, np.zeros(200), "remove-harmful", 0.1, 0)
+    assert list(IDS[sub.chosen]) == list(IDS[:20])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_edge_fractions_rejected(fraction):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        choose_subset(IDS, SCORES, "remove-harmful", fraction, 0)
+
+
+def test_fraction_rounding_to_empty_rejected_and_bad_inputs():
+    with pytest.raises(ValueError, match="empty or full"):
+        choose_subset(IDS[:10], SCORES[:10], "remove-harmful", 0.01, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        choose_subset(IDS, np.full(200, np.nan), "remove-harmful", 0.1, 0)
+    with pytest.raises(ValueError, match="unknown subset strategy"):
+        choose_subset(IDS, SCORES, "remove-worst", 0.1, 0)
