@@ -95,7 +95,20 @@ def class_pairs() -> Spec:
 
 
 MODELS = ("small_cnn", "resnet18", "densenet121")
-ESTIMATORS = ("tracin", "tracincp", "tracin_last_layer", "if_last_layer", "if_cg", "loss", "self_influence")
+ESTIMATORS = (
+    "tracin",
+    "tracincp",
+    "tracin_last_layer",
+    "tracin_randproj",
+    "if_last_layer",
+    "if_last_layer_miscls",
+    "if_cg",
+    "if_lissa",
+    "if_diag",
+    "loss",
+    "cleanlab",
+    "self_influence",
+)
 
 SCHEMA: dict[str, Any] = {
     "seed": integer(0),

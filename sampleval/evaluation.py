@@ -17,7 +17,7 @@ def evaluate(model: nn.Module, val: Split, test: Split, task: str, classes: list
     test_logits = predict_logits(model, test.x, batch_size, amp=amp)
     if task == "multiclass":
         return {"val": multiclass_metrics(val_logits, val.y), "test": multiclass_metrics(test_logits, test.y)}
-    thresholds = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y > 0.5)
+    thresholds = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y)
     return {
         "val": multilabel_metrics(val_logits, val.y, thresholds, classes),
         "test": multilabel_metrics(test_logits, test.y, thresholds, classes),
@@ -32,7 +32,7 @@ def epoch_metrics_fn(val: Split, task: str, classes: list[str]):
         if task == "multiclass":
             m = multiclass_metrics(val_logits, val.y)
         else:
-            th = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y > 0.5)
+            th = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y)
             m = multilabel_metrics(val_logits, val.y, th, classes)
             m.pop("per_label")
         return {f"val_{k}": v for k, v in m.items()}

@@ -30,11 +30,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def round_floats(obj: Any, ndigits: int = 4) -> Any:
-    """Round every float in a nested structure (metrics are compared at this precision)."""
-    if isinstance(obj, float):
-        return round(obj, ndigits)
-    if isinstance(obj, np.floating):
-        return round(float(obj), ndigits)
+    """Round every float in a nested structure (metrics are compared at this precision);
+    NaN and inf become None (null), which strict JSON readers accept."""
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return round(value, ndigits) if np.isfinite(value) else None
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, dict):

@@ -82,9 +82,10 @@ def sigmoid_focal_loss(
 
 
 def clamped_pos_weight(y: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Per-label ``n_negative / n_positive`` clamped to [low, high] (labels with no positives get ``high``)."""
-    pos = y.sum(dim=0)
-    neg = y.shape[0] - pos
+    """Per-label ``n_negative / n_positive`` clamped to [low, high] (labels with no positives get
+    ``high``); entries of -1 (ignored) count as neither."""
+    pos = (y == 1).sum(dim=0).to(torch.float32)
+    neg = (y == 0).sum(dim=0).to(torch.float32)
     ratio = torch.where(pos > 0, neg / pos.clamp_min(1), torch.full_like(pos, high))
     return ratio.clamp(low, high)
 
@@ -93,7 +94,8 @@ class TrainingLoss:
     """The training loss as a picklable callable ``loss(logits, target, reduction)``.
 
     Used identically by training and by every influence estimator, so that influence
-    is measured on the loss the model was trained with.
+    is measured on the loss the model was trained with. Multi-label targets of -1 are
+    ignored (CheXpert's uncertain labels under ``data.uncertainty: ignore``).
     """
 
     def __init__(self, task: str, gamma: float, label_smoothing: float, pos_weight: torch.Tensor | None = None):
@@ -108,4 +110,5 @@ class TrainingLoss:
         if self.task == "multiclass":
             return focal_loss(logits, target, self.gamma, self.label_smoothing, reduction)
         pw = None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype)
-        return sigmoid_focal_loss(logits, target, self.gamma, self.label_smoothing, pw, None, reduction)
+        mask = (target >= 0).to(logits.dtype)  # -1 marks an ignored (uncertain) label
+        return sigmoid_focal_loss(logits, target.clamp_min(0), self.gamma, self.label_smoothing, pw, mask, reduction)

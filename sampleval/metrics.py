@@ -14,7 +14,7 @@ Multi-label F1 uses one threshold per label, chosen on validation (see
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_curve, roc_auc_score
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -61,32 +61,34 @@ def multiclass_metrics(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> d
 
 
 def choose_thresholds(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-label threshold maximising F1 on the given (validation) data."""
+    """Per-label threshold maximising F1 on the given (validation) data; entries of -1 are ignored.
+    Labels without positives keep 0.5."""
     thresholds = np.full(prob.shape[1], 0.5)
     for j in range(prob.shape[1]):
-        if y[:, j].sum() == 0:
+        valid = y[:, j] >= 0
+        yj, pj = y[valid, j] > 0.5, prob[valid, j]
+        if yj.sum() == 0:
             continue
-        candidates = np.unique(prob[:, j])
-        best = -1.0
-        for t in candidates:
-            f = f1_score(y[:, j], prob[:, j] >= t, zero_division=0)
-            if f > best:
-                best, thresholds[j] = f, t
+        precision, recall, cut = precision_recall_curve(yj, pj)
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        thresholds[j] = cut[int(np.argmax(f1))]
     return thresholds
 
 
 def multilabel_metrics(logits: np.ndarray, y: np.ndarray, thresholds: np.ndarray, classes: list[str], n_bins: int = 15) -> dict:
     prob = sigmoid(np.asarray(logits, dtype=np.float64))
-    y = np.asarray(y) > 0.5
+    y = np.asarray(y)
     pred = prob >= thresholds[None, :]
-    per_auc, per_f1, per_ece = {}, {}, {}
+    per_auc, per_f1, per_ece, per_acc = {}, {}, {}, []
     for j, name in enumerate(classes):
-        yj = y[:, j]
-        per_auc[name] = float(roc_auc_score(yj, prob[:, j])) if 0 < yj.sum() < len(yj) else float("nan")
-        per_f1[name] = float(f1_score(yj, pred[:, j], zero_division=0))
-        per_ece[name] = expected_calibration_error(prob[:, j], yj, n_bins)
+        valid = y[:, j] >= 0  # -1 = ignored (uncertain) label
+        yj, pj = y[valid, j] > 0.5, prob[valid, j]
+        per_auc[name] = float(roc_auc_score(yj, pj)) if 0 < yj.sum() < len(yj) else float("nan")
+        per_f1[name] = float(f1_score(yj, pred[valid, j], zero_division=0))
+        per_ece[name] = expected_calibration_error(pj, yj, n_bins)
+        per_acc.append(float((pred[valid, j] == yj).mean()) if valid.any() else float("nan"))
     return {
-        "accuracy": float((pred == y).mean()),
+        "accuracy": float(np.nanmean(per_acc)),
         "macro_f1": float(np.mean(list(per_f1.values()))),
         "macro_auroc": float(np.nanmean(list(per_auc.values()))),
         "ece": float(np.mean(list(per_ece.values()))),

@@ -71,9 +71,11 @@ def detection_table(table: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
 
 def detection_plot(df: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
-    for name, part in df.groupby("ranking", sort=False):
-        ax.plot(part["inspected"], part["found"], label=name)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="random inspection")
+    styles = [("-", 2.6), ("--", 1.6), ("-.", 2.0), (":", 2.2), ("-", 1.0)]
+    for i, (name, part) in enumerate(df.groupby("ranking", sort=False)):
+        ls, lw = styles[i % len(styles)]
+        ax.plot(part["inspected"], part["found"], ls=ls, lw=lw, label=name)  # identical rankings overlap: dashes keep both visible
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="random inspection")
     ax.set_xlabel("share of training data inspected")
     ax.set_ylabel("share of flipped labels found")
     ax.set_title("Finding flipped labels")

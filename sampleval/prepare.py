@@ -33,9 +33,11 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 def _digits(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str]]:
     images, table, classes = load_digits_source()
     if data["limit"] is not None and data["limit"] < len(table):
-        keep = stratified_split(table["label"].to_numpy(), 0.1, 1 - data["limit"] / len(table), seed)
-        mask = keep != "test"
-        images, table = images[mask], table[mask].reset_index(drop=True)
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(table)), train_size=data["limit"], stratify=table["label"], random_state=seed)
+        keep = np.sort(keep)
+        images, table = images[keep], table.iloc[keep].reset_index(drop=True)
     table["split"] = stratified_split(table["label"].to_numpy(), data["val_fraction"], data["test_fraction"], seed)
     return resize_images(images, data["image_size"]), table, classes, "multiclass", []
 
@@ -59,7 +61,10 @@ def _xray(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], s
     else:
         src = xray.load_chexpert(data["root"], uncertainty=data["uncertainty"], frontal_only=data["frontal_only"], **common)
     table = src.table.copy()
-    table["label"] = [np.asarray(v, dtype=np.int8) for v in table["label"]]
+    if "label_mask" in table:  # uncertainty: ignore -> -1 marks labels the loss and metrics skip
+        table["label"] = [np.where(np.asarray(m) > 0, np.asarray(v), -1).astype(np.int8) for v, m in zip(table["label"], table["label_mask"])]
+    else:
+        table["label"] = [np.asarray(v, dtype=np.int8) for v in table["label"]]
     return np.asarray(src.images), table, list(src.classes), "multilabel", list(src.skipped)
 
 

@@ -109,6 +109,26 @@ def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
     return torch.tensor(np.asarray(y), dtype=torch.float32 if task == "multilabel" else torch.long)
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Whole batches gathered from a (possibly memory-mapped) uint8 image array."""
+
+    def __init__(self, x: np.ndarray, y: torch.Tensor, batches: list[torch.Tensor]):
+        self.x, self.y, self.batches = x, y, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batches[i]
+        return torch.from_numpy(np.ascontiguousarray(self.x[idx.numpy()])), self.y[idx]
+
+
+def batch_loader(x: np.ndarray, y: torch.Tensor, batches: list[torch.Tensor], num_workers: int = 0, pin: bool = False):
+    """Batches in the given order; worker processes gather them, pinned for fast host-to-GPU copies.
+    The order is fixed by the caller, so results do not depend on the number of workers."""
+    return torch.utils.data.DataLoader(_Batches(x, y, batches), batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin)
+
+
 def iterate_batches(n: int, batch_size: int, order: torch.Tensor | None = None):
     idx = order if order is not None else torch.arange(n)
     for start in range(0, n, batch_size):
@@ -119,10 +139,9 @@ def iterate_batches(n: int, batch_size: int, order: torch.Tensor | None = None):
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512, device: torch.device | None = None, amp: bool = False) -> np.ndarray:
     device = device or next(model.parameters()).device
     model.eval()
-    xt = torch.from_numpy(np.ascontiguousarray(x))
     outs = []
-    for b in iterate_batches(len(xt), batch_size):
-        xb = to_float(xt[b].to(device, non_blocking=True))
+    for start in range(0, len(x), batch_size):
+        xb = to_float(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             outs.append(model(xb).float().cpu())
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
@@ -205,41 +224,37 @@ def train(
                 checkpoints = existing
                 log.info("resuming from %s (epoch %d)", existing[-1], state["epoch"])
 
-    xt = torch.from_numpy(np.ascontiguousarray(x_train))
     yt = target_tensor(y_train, task)
-    xv = torch.from_numpy(np.ascontiguousarray(x_val))
     yv = target_tensor(y_val, task)
     use_amp = cfg.amp and device.type == "cuda"
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         lr_used = opt.param_groups[0]["lr"]
         model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        total, count = 0.0, 0
-        for step, b in enumerate(iterate_batches(len(xt), cfg.batch_size, order)):
-            xb = xt[b]
+        order = torch.randperm(len(yt), generator=gen)
+        batches = list(iterate_batches(len(yt), cfg.batch_size, order))
+        total = torch.zeros((), device=device)
+        for xb, yb in batch_loader(x_train, yt, batches, cfg.num_workers, pin=device.type == "cuda"):
             if cfg.augment:
                 xb = augment_batch(xb, gen, flip_augment)
             xb = to_float(xb.to(device, non_blocking=True))
             if cfg.channels_last and device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = yt[b].to(device, non_blocking=True)
+            yb = yb.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = step_model(xb)
             loss = loss_fn(logits.float(), yb, reduction="mean")
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"training loss became {loss.item()} at epoch {epoch}, step {step}; lower train.lr (now {cfg.lr}) or check the inputs"
-                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(b)
-            count += len(b)
+            total += loss.detach() * len(yb)
+        train_loss = float(total) / len(yt)  # one host sync per epoch
+        if not math.isfinite(train_loss):
+            raise TrainingError(f"training loss became {train_loss} in epoch {epoch}; lower train.lr (now {cfg.lr}) or check the inputs")
         sched.step()
         val_logits = predict_logits(model, x_val, device=device, amp=cfg.amp)
         val_loss = float(loss_fn(torch.from_numpy(val_logits), yv, reduction="mean"))
-        record = {"epoch": epoch, "lr": lr_used, "train_loss": total / max(count, 1), "val_loss": val_loss}
+        record = {"epoch": epoch, "lr": lr_used, "train_loss": train_loss, "val_loss": val_loss}
         if val_metrics is not None:
             record.update(val_metrics(val_logits))
         history.append(record)

@@ -62,3 +62,9 @@ def test_load_params_errors(tmp_path):
     (tmp_path / "p.yaml").write_text("seed: [\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "p.yaml")
+
+
+def test_presets_are_valid():
+    for preset in sorted((ROOT / "presets").glob("*.yaml")):
+        params = load_params(preset)
+        assert params["model"]["name"] in ("small_cnn", "resnet18", "densenet121"), preset

@@ -25,6 +25,15 @@ from .tracin import Checkpoint
 REGISTRY: dict[str, str] = {
     "tracin": "sampleval.influence.tracin:estimate_tracin",
     "tracincp": "sampleval.influence.tracin:estimate_tracincp",
+    "if_cg": "sampleval.influence.hessian:estimate_if_cg",
+    "if_lissa": "sampleval.influence.hessian:estimate_if_lissa",
+    "if_diag": "sampleval.influence.hessian:estimate_if_diag",
+    "if_last_layer": "sampleval.influence.hessian:estimate_if_last_layer",
+    "if_last_layer_miscls": "sampleval.influence.hessian:estimate_if_last_layer_miscls",
+    "tracin_last_layer": "sampleval.influence.baselines:estimate_tracin_last_layer",
+    "tracin_randproj": "sampleval.influence.baselines:estimate_tracin_randproj",
+    "loss": "sampleval.influence.baselines:estimate_loss",
+    "cleanlab": "sampleval.influence.baselines:estimate_cleanlab",
 }
 
 

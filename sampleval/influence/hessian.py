@@ -18,8 +18,8 @@ ever materialised, except for the diagonal approximation's squared gradients.
 
 Estimators:
 
-- ``if_cg``: ``S`` by conjugate gradient on Hessian-vector products (forward-over-reverse
-  ``jvp`` of ``grad``). ``ctx.extra['hessian'] = 'gauss_newton'`` swaps the exact Hessian
+- ``if_cg``: ``S`` by conjugate gradient on Hessian-vector products (double backward,
+  which on CPU beats torch.func's forward-over-reverse ``jvp(grad)`` about threefold). ``ctx.extra['hessian'] = 'gauss_newton'`` swaps the exact Hessian
   for the (positive semi-definite) generalised Gauss-Newton matrix, useful when the
   network's Hessian has negative curvature larger than the damping.
 - ``if_lissa``: the stochastic LiSSA recursion (Agarwal et al.; as in Koh & Liang's code)
@@ -35,6 +35,9 @@ Options read from ``ctx.extra`` (all optional):
 
 - ``cg_tol`` (1e-6): CG stops at relative residual ``|r| / |b|`` below this.
 - ``hessian`` (``exact``): ``exact`` or ``gauss_newton`` for ``if_cg``.
+- ``on_negative_curvature`` (``gauss_newton``): what ``if_cg`` does when the damped
+  exact Hessian is indefinite: redo the solve on the Gauss-Newton matrix, or ``stop``
+  and keep the iterate reached (see :func:`inverse_hvp_cg`).
 - ``hvp_samples`` (all): a seeded random subset of this many training samples defines
   ``H`` for ``if_cg`` (cheaper HVPs on large training sets).
 - ``lissa_depth`` (1000), ``lissa_repeat`` (1), ``lissa_batch_size`` (``ctx.batch_size``):
@@ -122,11 +125,20 @@ def hvp_operator(
     def summed_loss(p, xb, yb):
         return loss_fn(functional_call(model, {**p, **buffers}, (xb,)), yb, reduction="sum")
 
-    grad_fn = grad(summed_loss)
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    names = list(leaves)
 
     def exact_batch(v: dict, xb, yb) -> dict:
-        _, hv = jvp(lambda p: grad_fn(p, xb, yb), (params,), (v,))
-        return hv
+        # Reverse-over-reverse (double backward): on CPU about 3x faster than
+        # torch.func's forward-over-reverse jvp(grad) for conv nets.
+        with torch.enable_grad():
+            loss = summed_loss(leaves, xb, yb)
+            g = torch.autograd.grad(loss, [leaves[k] for k in names], create_graph=True, allow_unused=True, materialize_grads=True)
+            dot = sum((gi * v[k]).sum() for gi, k in zip(g, names))
+            if not dot.requires_grad:  # loss linear in every parameter: zero Hessian
+                return {k: torch.zeros_like(v[k]) for k in names}
+            hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True, materialize_grads=True)
+        return dict(zip(names, hv))
 
     def gn_batch(v: dict, xb, yb) -> dict:
         # G v = J^T H_z J v: forward-mode J v, output-space Hessian product, reverse-mode J^T.
@@ -213,25 +225,50 @@ def _hvp_subset(ctx) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def inverse_hvp_cg(ctx, model: nn.Module, g_val: dict) -> tuple[dict, dict]:
-    """``(H + damping I)^-1 g_val`` by CG; returns ``(S, info)``."""
+    """``(H + damping I)^-1 g_val`` by CG; returns ``(S, info)``.
+
+    If the damped exact Hessian shows negative curvature (common for a network at
+    ``damping`` 0.01), CG is undefined; by default (``extra['on_negative_curvature'] =
+    'gauss_newton'``) the solve is redone on the positive semi-definite Gauss-Newton
+    matrix at the same damping, with a warning and ``info['fallback']`` set; ``'stop'``
+    keeps the iterate reached before the negative curvature."""
     flat = _Flat(g_val)
     mode = ctx.extra.get("hessian", "exact")
     if mode not in ("exact", "gauss_newton"):
         raise ValueError(f"influence extra 'hessian' = {mode!r}; allowed: exact, gauss_newton")
+    on_negative = ctx.extra.get("on_negative_curvature", "gauss_newton")
+    if on_negative not in ("gauss_newton", "stop"):
+        raise ValueError(f"influence extra 'on_negative_curvature' = {on_negative!r}; allowed: gauss_newton, stop")
+    tol = float(ctx.extra.get("cg_tol", 1e-6))
     hx, hy = _hvp_subset(ctx)
-    apply_a = hvp_operator(model, ctx.loss_fn, hx, hy, ctx.damping, ctx.batch_size, gauss_newton=mode == "gauss_newton")
-    s, info = conjugate_gradient(apply_a, flat.flat(g_val), int(ctx.cg_iterations), float(ctx.extra.get("cg_tol", 1e-6)))
+    b = flat.flat(g_val)
+
+    def solve(gauss_newton: bool):
+        apply_a = hvp_operator(model, ctx.loss_fn, hx, hy, ctx.damping, ctx.batch_size, gauss_newton=gauss_newton)
+        return conjugate_gradient(apply_a, b, int(ctx.cg_iterations), tol)
+
+    s, info = solve(mode == "gauss_newton")
     info["hessian"] = mode
     if info["negative_curvature"]:
-        log.warning(
-            "if_cg: the damped Hessian is not positive definite (negative curvature after %d iterations); "
-            "raise influence.damping or set extra hessian=gauss_newton",
-            info["iterations"],
-        )
-    elif not info["converged"]:
+        if on_negative == "gauss_newton":
+            log.warning(
+                "if_cg: the damped Hessian is not positive definite (negative curvature after %d iterations, damping %g); "
+                "solving with the Gauss-Newton matrix instead (raise influence.damping to keep the exact Hessian)",
+                info["iterations"], ctx.damping,
+            )
+            s, info = solve(True)
+            info["hessian"] = "gauss_newton"
+            info["fallback"] = "negative curvature in the exact Hessian"
+        else:
+            log.warning(
+                "if_cg: the damped Hessian is not positive definite (negative curvature after %d iterations); "
+                "keeping that iterate: raise influence.damping or set extra hessian=gauss_newton",
+                info["iterations"],
+            )
+    if not info["converged"] and not info["negative_curvature"]:
         log.warning(
             "if_cg: CG did not reach relative residual %.1e in %d iterations (%.2e); raise influence.cg_iterations or damping",
-            float(ctx.extra.get("cg_tol", 1e-6)), info["iterations"], info["relative_residual"],
+            tol, info["iterations"], info["relative_residual"],
         )
     return flat.unflat(s), info
 

@@ -1,0 +1,159 @@
+"""Baselines: closed-form last-layer TracIn equals brute-force TracIn restricted to the
+last layer's parameters; random projections approximate it; the loss baseline is minus
+the loss; cleanlab puts injected label flips at the bottom on the real digits."""
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from sampleval.config import ESTIMATORS
+from sampleval.influence import REGISTRY, InfluenceContext, run_estimator
+from sampleval.influence.hessian import last_layer_quantities
+from sampleval.influence.tracin import Checkpoint
+from sampleval.losses import TrainingLoss
+from sampleval.models import SmallCNN
+
+NEW = ("tracin_last_layer", "tracin_randproj", "loss", "cleanlab")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(old)
+
+
+def _ctx(task="multiclass", **extra):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 3, 4).double()
+    ckpts = []
+    for epoch, lr in ((1, 0.1), (2, 0.03)):
+        for p in model.parameters():
+            p.data += 0.2 * torch.randn_like(p)
+        ckpts.append(Checkpoint(epoch, lr, {k: v.clone() for k, v in model.state_dict().items()}))
+    x, xv = torch.randn(25, 1, 4, 4, dtype=torch.float64), torch.randn(9, 1, 4, 4, dtype=torch.float64)
+    if task == "multiclass":
+        y, yv = torch.randint(0, 3, (25,)), torch.randint(0, 3, (9,))
+    else:
+        y, yv = torch.randint(0, 2, (25, 3)).double(), torch.randint(0, 2, (9, 3)).double()
+    return InfluenceContext(
+        model=model, loss_fn=TrainingLoss(task, 2.0, 0.05), checkpoints=ckpts, final_state=ckpts[-1].state,
+        train=(x, y), val=(xv, yv), task=task, n_classes=3, batch_size=8, extra=extra,
+    )
+
+
+def _last_layer_grads(model, loss_fn, x, y):
+    """Per-sample gradients of the final Linear's weight and bias, one backward each."""
+    last = model.head[-1]
+    out = []
+    for i in range(len(x)):
+        model.zero_grad()
+        loss_fn(model(x[i : i + 1]), y[i : i + 1], reduction="sum").backward()
+        out.append(torch.cat([last.weight.grad.flatten(), last.bias.grad.flatten()]).clone())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_tracin_last_layer_equals_brute_force_restricted_tracin(task):
+    ctx = _ctx(task)
+    expected, expected_self = np.zeros(25), np.zeros(25)
+    for c in ctx.checkpoints:
+        ctx.model.load_state_dict(c.state)
+        g_train = _last_layer_grads(ctx.model, ctx.loss_fn, *ctx.train)
+        g_val = _last_layer_grads(ctx.model, ctx.loss_fn, *ctx.val).sum(0)
+        expected += c.lr * (g_train @ g_val).numpy()
+        expected_self += c.lr * (g_train**2).sum(1).numpy()
+    ours = run_estimator("tracin_last_layer", ctx)
+    np.testing.assert_allclose(ours["tracin_last_layer"], expected, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(ours["tracin_last_layer_self_influence"], expected_self, rtol=1e-10)
+
+
+def test_tracin_randproj_approximates_last_layer_tracin():
+    ctx = _ctx()
+    exact = run_estimator("tracin_last_layer", ctx)
+    wide = run_estimator("tracin_randproj", _ctx(randproj_dim=4096))
+    assert np.corrcoef(wide["tracin_randproj"], exact["tracin_last_layer"])[0, 1] >= 0.97
+    assert np.corrcoef(wide["tracin_randproj_self_influence"], exact["tracin_last_layer_self_influence"])[0, 1] >= 0.97
+    # unbiased: the average over independent projections converges to the exact scores
+    runs = []
+    for seed in range(40):
+        c = _ctx(randproj_dim=64)
+        c.seed = seed
+        runs.append(run_estimator("tracin_randproj", c)["tracin_randproj"])
+    mean = np.mean(runs, axis=0)
+    assert np.abs(mean - exact["tracin_last_layer"]).max() <= 0.15 * np.abs(exact["tracin_last_layer"]).max()
+    np.testing.assert_array_equal(runs[0], run_estimator("tracin_randproj", _ctx(randproj_dim=64))["tracin_randproj"])
+    assert not np.array_equal(runs[0], runs[1])
+
+
+def test_loss_baseline_is_minus_the_final_model_loss():
+    ctx = _ctx()
+    ctx.model.load_state_dict(ctx.final_state)
+    with torch.no_grad():
+        expected = -ctx.loss_fn(ctx.model(ctx.train[0]), ctx.train[1], reduction="none").numpy()
+    np.testing.assert_allclose(run_estimator("loss", ctx)["loss"], expected, rtol=1e-12)
+
+
+def test_last_layer_estimators_reject_a_model_whose_output_is_not_the_last_linear():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Tanh()).double()
+    with pytest.raises(ValueError, match="not the model output"):
+        last_layer_quantities(model, TrainingLoss("multiclass", 0, 0), torch.randn(4, 1, 4, 4, dtype=torch.float64), torch.zeros(4, dtype=torch.long))
+
+
+def _digits_with_flips(n_flip=90, seed=0):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    flipped = np.zeros(len(y), bool)
+    flipped[rng.choice(len(y), n_flip, replace=False)] = True
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, 10, n_flip)) % 10
+    return torch.tensor(x / 8.0 - 1.0).reshape(-1, 1, 8, 8).float(), torch.tensor(noisy), flipped
+
+
+def test_cleanlab_ranks_injected_flips_at_the_bottom_on_digits():
+    x, y, flipped = _digits_with_flips()
+    ctx = InfluenceContext(
+        model=SmallCNN(1, 10, 8), loss_fn=TrainingLoss("multiclass", 2.0, 0.05), checkpoints=[], final_state={},
+        train=(x, y), val=(x[:5], y[:5]), task="multiclass", n_classes=10, extra={"cleanlab_features": "pixels"},
+    )
+    out = run_estimator("cleanlab", ctx)
+    np.testing.assert_allclose(out["cleanlab"], out["cleanlab_quality"] - 0.5)
+    assert ((out["cleanlab_quality"] >= 0) & (out["cleanlab_quality"] <= 1)).all()
+    lowest = np.argsort(out["cleanlab"])[: flipped.sum()]
+    assert flipped[lowest].mean() >= 0.7  # 5 % of labels flipped; chance would be 0.05
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(flipped, -out["cleanlab"]) >= 0.95
+
+
+def test_cleanlab_penultimate_features_and_multilabel_run():
+    ctx = _ctx(cleanlab_features="penultimate", cleanlab_folds=3)
+    out = run_estimator("cleanlab", ctx)
+    assert np.isfinite(out["cleanlab"]).all()
+    # multi-label: one-vs-rest logistic regression, cleanlab's multi-label quality score
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(300, 16))
+    labels = (feats[:, :3] > 0).astype(np.float64)
+    corrupt = rng.choice(300, 20, replace=False)
+    labels[corrupt, 0] = 1 - labels[corrupt, 0]
+    ml = InfluenceContext(
+        model=SmallCNN(1, 3, 4), loss_fn=TrainingLoss("multilabel", 0, 0), checkpoints=[], final_state={},
+        train=(torch.tensor(feats).reshape(300, 1, 4, 4), torch.tensor(labels)), val=(torch.zeros(1, 1, 4, 4), torch.zeros(1, 3)),
+        task="multilabel", n_classes=3, extra={"cleanlab_features": "pixels"},
+    )
+    q = run_estimator("cleanlab", ml)["cleanlab_quality"]
+    bad = np.zeros(300, bool)
+    bad[corrupt] = True
+    assert q[bad].mean() < q[~bad].mean()
+    with pytest.raises(ValueError, match="cleanlab_features"):
+        run_estimator("cleanlab", _ctx(cleanlab_features="pca"))
+
+
+def test_registry_and_params_list_the_baselines():
+    for name in NEW:
+        assert name in REGISTRY and name in ESTIMATORS

@@ -1,0 +1,133 @@
+"""End to end: the real `dvc repro` in a temporary git repo on tiny params."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _declared_outputs(repo: Path) -> list[Path]:
+    out = _dvc(repo, "stage", "list", "--name-only")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    paths = []
+    for stage in lock["stages"].values():
+        paths += [repo / o["path"] for o in stage.get("outs", [])]
+    assert out.strip()
+    return paths
+
+
+def make_repo(base: Path, edit) -> Path:
+    """A temporary git + DVC repo with this project's pipeline and ``edit(params)`` applied."""
+    repo = base
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("stages", "sampleval"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "data" / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["epochs"] = 3
+    params["influence"]["methods"] = ["tracin"]
+    params["subsets"].update(remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
+    params["stats"]["n_bootstrap"] = 200
+    edit(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _dvc(repo, "init", "-q")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("pipeline"), lambda p: p["data"].update(limit=400))
+    return repo, _dvc(repo, "repro")
+
+
+def test_repro_produces_every_declared_output(repo):
+    repo, first = repo
+    outputs = _declared_outputs(repo)
+    assert outputs and all(p.exists() for p in outputs), [str(p) for p in outputs if not p.exists()]
+    for name in ("train", "influence", "stats"):
+        assert (repo / "metrics" / f"{name}.json").exists()
+    scores = pd.read_parquet(repo / "data/influence/scores.parquet")
+    assert {"sample_id", "split", "label", "clean_label", "flipped", "tracin", "self_influence"} <= set(scores.columns)
+    assert scores["sample_id"].is_unique and (scores["split"] == "train").all()
+    stats = json.loads((repo / "metrics/stats.json").read_text())
+    assert set(stats["comparisons"]) == {"remove-harmful@0.1", "remove-helpful@0.1", "select-helpful@0.5"}
+    assert stats["comparisons"]["remove-harmful@0.1"]["min_attainable_p"] == pytest.approx(2 / 64, abs=1e-4)
+    cell = json.loads((repo / "metrics/subsets/remove-random-0.1.json").read_text())
+    assert sorted(cell["seeds"]) == [str(s) for s in range(6)]
+    assert len({s["ids_sha256"] for s in cell["seeds"].values()}) == 6  # a new random subset per seed
+    assert "report.md" in first or (repo / "report.md").read_text().startswith("# Sample valuation report")
+
+
+def test_second_repro_runs_nothing(repo):
+    repo, _ = repo
+    assert _ran(_dvc(repo, "repro")) == set()
+
+
+def test_adding_a_fraction_runs_only_new_cells(repo):
+    repo, _ = repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["subsets"]["remove_fractions"] = [0.1, 0.2]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _ran(_dvc(repo, "repro"))
+    assert ran == {"remove@remove-harmful-0.2", "remove@remove-helpful-0.2", "remove-random@0.2", "stats", "report"}
+
+
+def test_bad_params_fail_before_work_with_one_line(repo):
+    repo, _ = repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["subsets"]["seeds"] = [0, 1, 2]
+    (repo / "bad.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.stats"], cwd=repo, capture_output=True, text=True, env={**os.environ, "SAMPLEVAL_PARAMS": "bad.yaml"}
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: params: 'subsets.seeds'")
+
+
+def test_chest_xray_fixture_end_to_end(tmp_path):
+    """Real NIH metadata rows with generated pixels: multi-label through every stage."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from xray_fixtures import make_nih_root
+
+    def edit(p):
+        p["data"].update(source="nih14", root="data/raw/nih14", image_size=16, val_fraction=0.2, test_fraction=0.2)
+        p["noise"]["kind"] = "none"
+        p["train"].update(epochs=2, pos_weight_clamp=[2, 8])
+        p["subsets"].update(remove_fractions=[0.2], select_fractions=[0.6])
+        p["stats"]["metric"] = "macro_auroc"
+
+    repo = make_repo(tmp_path, edit)
+    make_nih_root(repo / "data" / "raw" / "nih14")
+    _dvc(repo, "repro")
+    scores = pd.read_parquet(repo / "data/influence/scores.parquet")
+    assert all(len(v) == 14 for v in scores["label"])
+    prepared = pd.read_parquet(repo / "data/prepared/samples.parquet")
+    by_split = prepared.groupby("split")["patient_id"].apply(set)
+    assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["val"])
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert set(train["thresholds"]) and 0 <= train["test"]["macro_auroc"] <= 1
+    stats = json.loads((repo / "metrics/stats.json").read_text())
+    assert stats["metric"] == "test.macro_auroc" and len(stats["comparisons"]) == 3
