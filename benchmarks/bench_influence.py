@@ -5,16 +5,17 @@ model it times one training epoch of the study's recipe (``sampleval.training.tr
 ``epochs=1``), then one checkpoint of our fast aggregate TracIn (forward-mode directional
 derivatives along the summed validation gradient) and of Captum's TracInCP in hook mode
 (per-batch sample-wise gradients), and checks that the two score vectors agree
-(Spearman). Captum's hook mode only sees Conv2d/Linear layers, so for ResNet-18 Captum is
+(Spearman). Every timed call follows an untimed warm-up on a few samples. Captum's hook mode only sees Conv2d/Linear layers, so for ResNet-18 Captum is
 given those layers and our direction is restricted to the same parameters (zero on the
 BatchNorm parameters), which makes both compute exactly the same quantity.
 
-Part 2 (one subprocess per size): peak resident memory (``resource.getrusage``) of our
-fast TracIn (with self-influence) streaming over 10k and 100k synthetic 8x8 samples with
-the small CNN, against the peak after the data alone: the increase stays flat, bounded
-by the batch size, not the training-set size.
+Part 2 (one subprocess per size, started first while this process is small, because
+``ru_maxrss`` survives fork/exec): peak resident memory (``resource.getrusage``) of our
+fast TracIn streaming over 10k and 100k synthetic 8x8 samples with the small CNN, then of
+the self-influence pass, against the peak after the data alone: the increase stays flat,
+bounded by the batch size, not by the training-set size.
 
-    python benchmarks/bench_influence.py            # full run (a few minutes on 2 cores)
+    python benchmarks/bench_influence.py            # full run (about a minute on 2 idle cores)
     python benchmarks/bench_influence.py --quick    # smaller sizes, for a smoke test
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sampleval.influence.tracin import (  # noqa: E402
     Checkpoint,
     _ReducedLoss,
     directional_derivatives,
+    per_sample_grad_sq_norms,
     summed_gradient,
     tracin_scores,
 )
@@ -100,6 +102,7 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
 
     x, y, xv, yv = digits_32(n_train, n_val)
     cfg = TrainConfig(model=name, epochs=1, batch_size=64, lr=3e-3, device="cpu")
+    train(x[:64], y[:64], xv[:8], yv[:8], "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs)
     res, t_epoch = _timed(lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0))
     model, loss_fn = res.model, make_loss("multiclass", cfg, y)
     ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
@@ -110,6 +113,10 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
     keep = {f"{m}.{p}" for m in hookable for p, _ in dict(model.named_modules())[m].named_parameters(recurse=False)}
     all_params = {k for k, _ in model.named_parameters()}
     restricted = keep != all_params
+    # untimed warm-ups of both code paths on a few samples
+    few, few_val = (train_t[0][:8], train_t[1][:8]), (val_t[0][:4], val_t[1][:4])
+    tracin_scores(model, loss_fn, [ckpt], few, few_val, batch_size, with_self_influence=False, progress=False)
+    captum_hook_mode(model, loss_fn, ckpt, few, few_val, batch_size, hookable if restricted else None)
     ours_full, t_ours = _timed(
         lambda: tracin_scores(model, loss_fn, [ckpt], train_t, val_t, batch_size, with_self_influence=False, progress=False)["tracin"]
     )
@@ -138,6 +145,18 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
     }
 
 
+def _vm_hwm_kb() -> int | None:
+    """Peak RSS of this process image from /proc (Linux), which, unlike ru_maxrss, is not
+    inherited from the parent across fork/exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def rss_child(n: int, batch_size: int) -> None:
     """Run in a subprocess: peak RSS after the data, then after streaming TracIn over it."""
     from sampleval.losses import TrainingLoss
@@ -151,22 +170,37 @@ def rss_child(n: int, batch_size: int) -> None:
     model = SmallCNN(1, 10, 8)
     ckpt = Checkpoint(1, 1e-3, {k: v.clone() for k, v in model.state_dict().items()})
     loss_fn = TrainingLoss("multiclass", 2.0, 0.05)
-    # warm up the code paths on a few samples so that one-off allocations are not counted
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # noqa: E731
+    before = peak()
+    # untimed warm-up on one batch (one-off allocations still count in the peak)
     tracin_scores(model, loss_fn, [ckpt], (x[:batch_size], y[:batch_size]), (xv, yv), batch_size, progress=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    out = tracin_scores(model, loss_fn, [ckpt], (x, y), (xv, yv), batch_size, with_self_influence=True, progress=False)
-    elapsed = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert out["tracin"].shape == (n,)
+    out = tracin_scores(model, loss_fn, [ckpt], (x, y), (xv, yv), batch_size, with_self_influence=False, progress=False)
+    t_fast = time.perf_counter() - t
+    after_fast = peak()
+    t = time.perf_counter()
+    self_inf = per_sample_grad_sq_norms(model, loss_fn, x, y, batch_size=128)
+    t_self = time.perf_counter() - t
+    after_self = peak()
+    assert out["tracin"].shape == (n,) and self_inf.shape == (n,)
     data_mb = (x.numel() * 4 + y.numel() * 8) / 2**20
-    print(json.dumps({"n": n, "data_mb": data_mb, "peak_before_kb": before, "peak_after_kb": after, "seconds": elapsed}))
+    print(
+        json.dumps(
+            {
+                "n": n, "data_mb": data_mb, "peak_before_kb": before, "peak_fast_kb": after_fast, "peak_self_kb": after_self,
+                "vm_hwm_kb": _vm_hwm_kb(), "fast_s": t_fast, "self_s": t_self,
+            }
+        )
+    )
 
 
 def rss(n: int, batch_size: int, threads: int) -> dict:
+    # ru_maxrss survives fork/exec on Linux, so the children are started while this
+    # process is still small (before any model is built); VmHWM is kept in the JSON as a cross-check.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
-        [sys.executable, __file__, "--rss-child", str(n), "--batch-size", str(batch_size)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, __file__, "--rss-child", str(n), "--batch-size", str(batch_size), "--threads", str(threads)],
+        capture_output=True, text=True, env=env, check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -204,30 +238,45 @@ def main() -> None:
     print(f"# bench_influence  {dt.datetime.now().isoformat(timespec='seconds')}")
     print(f"# {machine()}")
     runs = [("small_cnn", 512, 128, 64), ("resnet18", 256, 32, 32)]
+    sizes = (10_000, 100_000)
     if args.quick:
         runs = [("small_cnn", 128, 32, 32), ("resnet18", 64, 8, 16)]
+        sizes = (2_000, 20_000)
+    memory = [rss(n, args.batch_size, args.threads) for n in sizes]  # first, while this process is small
+
     print()
     print("Training one epoch vs one TracIn checkpoint (digits upsampled to 32 px):")
     print()
-    print("| model | params | n train / val | 1 epoch (s) | ours (s) | Captum hook (s) | Captum / ours | ours / epoch | Spearman | max rel diff | Captum sees |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | params | n train / val | 1 epoch (s) | ours (s) | ours, Captum's params (s) | Captum hook (s) | Captum / ours "
+        "| ours / epoch | Spearman | max rel diff | Captum sees |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, n_train, n_val, bs in runs:
         r = compare(name, n_train, n_val, bs)
         print(
-            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['ours_same_params_s']:.2f} | "
-            f"{r['captum_s']:.2f} | {r['captum_over_ours']:.1f}x | {r['ours_over_epoch']:.2f}x | {r['spearman']:.6f} | {r['max_rel_diff']:.1e} | {r['captum_params']} |",
+            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['ours_s']:.2f} | "
+            f"{r['ours_same_params_s']:.2f} | {r['captum_s']:.2f} | {r['captum_over_ours']:.1f}x | {r['ours_over_epoch']:.2f}x | "
+            f"{r['spearman']:.6f} | {r['max_rel_diff']:.1e} | {r['captum_params']} |",
             flush=True,
         )
     print()
-    print("Peak RSS of our fast TracIn (+ self-influence) streaming over synthetic 8x8 data, SmallCNN, batch 256:")
+    print(
+        f"Peak RSS (ru_maxrss) streaming over synthetic 8x8 data, SmallCNN, one checkpoint: our fast TracIn (batch {args.batch_size}), "
+        "then self-influence (vmap per-sample gradients, batch 128):"
+    )
     print()
-    print("| n samples | data (MB) | peak RSS after data (MB) | peak RSS after TracIn (MB) | increase (MB) | seconds |")
-    print("|---|---|---|---|---|---|")
-    for n in ((2_000, 20_000) if args.quick else (10_000, 100_000)):
-        r = rss(n, args.batch_size, args.threads)
-        before, after = r["peak_before_kb"] / 1024, r["peak_after_kb"] / 1024
-        print(f"| {n:,} | {r['data_mb']:.1f} | {before:.0f} | {after:.0f} | {after - before:.1f} | {r['seconds']:.1f} |", flush=True)
-
+    print(
+        "| n samples | data (MB) | peak after data (MB) | peak after fast TracIn (MB) | increase (MB) | fast TracIn (s) "
+        "| peak after self-influence (MB) | self-influence (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in memory:
+        mb = {k: r[k] / 1024 for k in ("peak_before_kb", "peak_fast_kb", "peak_self_kb")}
+        print(
+            f"| {r['n']:,} | {r['data_mb']:.1f} | {mb['peak_before_kb']:.0f} | {mb['peak_fast_kb']:.0f} | "
+            f"{mb['peak_fast_kb'] - mb['peak_before_kb']:.1f} | {r['fast_s']:.1f} | {mb['peak_self_kb']:.0f} | {r['self_s']:.1f} |"
+        )
 
 if __name__ == "__main__":
     main()

@@ -107,7 +107,6 @@ ESTIMATORS = (
     "if_diag",
     "loss",
     "cleanlab",
-    "self_influence",
 )
 
 SCHEMA: dict[str, Any] = {
@@ -150,6 +149,7 @@ SCHEMA: dict[str, Any] = {
         "channels_last": BOOL,
         "compile": BOOL,
         "num_workers": integer(0, 64),
+        "cpu_threads": integer(1, 256),
     },
     "influence": {
         "methods": subset_of(*ESTIMATORS),
@@ -173,8 +173,7 @@ SCHEMA: dict[str, Any] = {
     },
     "fidelity": {
         "n_points": integer(2, 10000),
-        "n_subsets": integer(2, 10000),
-        "epochs": integer(1, 1000),
+        "n_subsets": integer(3, 10000),
     },
 }
 

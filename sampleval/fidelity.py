@@ -11,6 +11,9 @@
   on S. Our scores are aggregate over the validation set, so the target is the summed
   validation loss rather than TRAK's per-test-sample losses.
 - :func:`correlations`: Pearson and Spearman (scipy) with their p-values.
+- :func:`convex_leave_one_out`: the noise-free reference: on L2-regularised multinomial
+  logistic regression (strongly convex, fit to convergence) ``if_cg`` must predict exact
+  leave-one-out retraining; a check of the influence machinery itself.
 
 Every retraining uses :func:`sampleval.training.train` with the given
 :class:`~sampleval.training.TrainConfig`, scores the model selected on validation (as
@@ -27,8 +30,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from .training import TrainConfig, predict_logits, target_tensor, train
+from .influence import InfluenceContext, run_estimator
+from .losses import TrainingLoss
+from .training import TrainConfig, make_loss, predict_logits, target_tensor, to_float, train
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +46,26 @@ def sample_points(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
-def summed_val_loss(result, x_val: np.ndarray, y_val: np.ndarray, task: str) -> float:
-    """Summed training loss of a :class:`~sampleval.training.TrainResult`'s selected model on validation."""
+def summed_val_loss(result, x_val: np.ndarray, y_val: np.ndarray, task: str, loss_fn: Callable | None = None) -> float:
+    """Summed loss (``loss_fn``, default the run's own training loss) of a
+    :class:`~sampleval.training.TrainResult`'s selected model on validation."""
+    loss_fn = loss_fn or result.loss_fn
     logits = torch.from_numpy(predict_logits(result.model, x_val)).double()
-    return float(result.loss_fn(logits, target_tensor(y_val, task), reduction="sum"))
+    return float(loss_fn(logits, target_tensor(y_val, task), reduction="sum"))
 
 
-def _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer) -> float:
+def _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, loss_fn) -> float:
     losses = []
     for s in seeds:
         res = trainer(x_train[mask], y_train[mask], x_val, y_val, task, n_outputs, cfg, seed=int(s))
-        losses.append(summed_val_loss(res, x_val, y_val, task))
+        losses.append(summed_val_loss(res, x_val, y_val, task, loss_fn))
     return float(np.mean(losses))
+
+
+def _measure(loss_fn, task, cfg, y_train):
+    # One fixed yardstick for every retraining: the training loss built on the full
+    # training set (a multi-label pos_weight would otherwise shift with each subset).
+    return loss_fn if loss_fn is not None else make_loss(task, cfg, y_train)
 
 
 def _seeds(seed: int | Sequence[int]) -> list[int]:
@@ -69,22 +83,25 @@ def leave_one_out(
     indices: Sequence[int],
     seed: int | Sequence[int] = 0,
     trainer: Callable = train,
+    loss_fn: Callable | None = None,
 ) -> pd.DataFrame:
     """Retrain without each training index in ``indices``.
 
     Returns one row per index: ``index``, ``val_loss_full`` (all samples), ``val_loss_without``
     and ``loss_increase = val_loss_without - val_loss_full`` (summed validation losses,
-    averaged over the seeds when ``seed`` is a list)."""
+    averaged over the seeds when ``seed`` is a list), measured with ``loss_fn`` (default:
+    the training loss built on the full training set)."""
     seeds = _seeds(seed)
     n = len(x_train)
-    full = _fit_loss(np.ones(n, bool), x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer)
+    measure = _measure(loss_fn, task, cfg, y_train)
+    full = _fit_loss(np.ones(n, bool), x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure)
     rows = []
     for i in indices:
         if not 0 <= int(i) < n:
             raise ValueError(f"leave-one-out index {i} is outside 0..{n - 1}")
         mask = np.ones(n, bool)
         mask[int(i)] = False
-        without = _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer)
+        without = _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure)
         rows.append((int(i), full, without, without - full))
         log.info("leave-one-out %d: validation loss %.6g -> %.6g", int(i), full, without)
     return pd.DataFrame(rows, columns=["index", "val_loss_full", "val_loss_without", "loss_increase"])
@@ -115,10 +132,15 @@ def subset_val_losses(
     cfg: TrainConfig,
     seed: int | Sequence[int] = 0,
     trainer: Callable = train,
+    loss_fn: Callable | None = None,
 ) -> np.ndarray:
-    """Summed validation loss of the model retrained on each subset (one per mask row)."""
+    """Summed validation loss of the model retrained on each subset (one per mask row),
+    measured with ``loss_fn`` (default: the training loss built on the full training set)."""
     seeds = _seeds(seed)
-    return np.array([_fit_loss(m, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer) for m in np.asarray(masks, bool)])
+    measure = _measure(loss_fn, task, cfg, y_train)
+    return np.array(
+        [_fit_loss(m, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure) for m in np.asarray(masks, bool)]
+    )
 
 
 def linear_datamodeling_score(scores: np.ndarray, masks: np.ndarray, val_losses: np.ndarray) -> float:
@@ -148,3 +170,101 @@ def correlations(predicted, actual) -> dict:
     s = stats.spearmanr(p, a)
     out.update(pearson=float(r.statistic), pearson_p=float(r.pvalue), spearman=float(s.statistic), spearman_p=float(s.pvalue))
     return out
+
+
+def _fit_logistic(x, y, weights, damping, init: dict, grad_tol=1e-6) -> nn.Module:
+    """Minimise ``sum_i weights_i CE_i / n + damping / 2 |theta|^2`` (bias included) by
+    L-BFGS in float64 from the ``init`` state of ``Flatten -> Linear``; ``n = len(x)``
+    whatever the weights, so a zero weight leaves one sample out of the mean objective with
+    ``1/n`` kept (the perturbation an influence function linearises)."""
+    loss = TrainingLoss("multiclass", 0.0, 0.0)
+    n_out, n_in = init["1.weight"].shape
+    model = nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out)).double()
+    model.load_state_dict(init)
+    n = len(x)
+    opt = torch.optim.LBFGS(
+        model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-12, tolerance_change=1e-15, history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        obj = (loss(model(x), y, reduction="none") * weights).sum() / n
+        obj = obj + damping / 2 * sum((p**2).sum() for p in model.parameters())
+        obj.backward()
+        return obj
+
+    for _ in range(10):
+        opt.step(closure)
+        closure()
+        g = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+        if g < grad_tol:
+            break
+    else:
+        log.warning("convex leave-one-out: L-BFGS stopped at gradient norm %.2e (wanted < %.0e)", g, grad_tol)
+    return model
+
+
+def convex_leave_one_out(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    indices: Sequence[int],
+    damping: float = 0.01,
+) -> pd.DataFrame:
+    """Multinomial logistic regression (one nn.Linear on flattened pixels scaled like training inputs,
+    cross-entropy, L2 = damping so the objective is strongly convex), fit to convergence in float64
+    with L-BFGS; influence-function predictions from `sampleval.influence.hessian` (if_cg with the
+    exact Hessian, damping matching the L2 term) against actual retraining without each index
+    (warm-started L-BFGS from the full solution). Returns rows: index, predicted, actual
+    (actual = summed validation loss without the point minus with it; predicted on the same scale,
+    i.e. score / n with our sign convention so that predicted ≈ actual).
+
+    The objective is ``mean_i CE_i + damping / 2 |theta|^2`` (weights and bias), so
+    ``H + damping I`` in ``if_cg`` is its exact Hessian. "Without the point" zeroes that
+    sample's term in the mean with the ``1/n`` kept, the perturbation the influence
+    function linearises (``eps = -1/n``); the remaining gap is second order in ``1/n``.
+    Inputs are uint8 images ``(N, C, H, W)`` scaled by :func:`~sampleval.training.to_float`."""
+    if not damping > 0:
+        raise ValueError(f"damping must be positive (it is the L2 term that makes the objective strongly convex), got {damping}")
+    x = to_float(torch.as_tensor(np.asarray(x_train))).double()
+    xv = to_float(torch.as_tensor(np.asarray(x_val))).double()
+    y = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    yv = torch.as_tensor(np.asarray(y_val), dtype=torch.long)
+    n = len(x)
+    idx = [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"leave-one-out index {bad[0]} is outside 0..{n - 1}")
+    if int(max(y.max(), yv.max())) >= n_classes:
+        raise ValueError(f"labels go up to {int(max(y.max(), yv.max()))} but n_classes = {n_classes}")
+    loss = TrainingLoss("multiclass", 0.0, 0.0)
+    zero = {"1.weight": torch.zeros(n_classes, x[0].numel(), dtype=torch.float64), "1.bias": torch.zeros(n_classes, dtype=torch.float64)}
+    model = _fit_logistic(x, y, torch.ones(n, dtype=torch.float64), damping, zero)  # strictly convex: any start
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def val_loss(m) -> float:
+        with torch.no_grad():
+            return float(loss(m(xv), yv, reduction="sum"))
+
+    base = val_loss(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    diagnostics: dict = {}
+    ctx = InfluenceContext(
+        model=model, loss_fn=loss, checkpoints=[], final_state=state, train=(x, y), val=(xv, yv), task="multiclass",
+        n_classes=n_classes, batch_size=max(n, 1), damping=float(damping), cg_iterations=n_params + 50,
+        extra={"cg_tol": 1e-10, "hessian": "exact", "on_negative_curvature": "stop", "diagnostics": diagnostics},
+    )
+    scores = run_estimator("if_cg", ctx)["if_cg"]
+    if not diagnostics["if_cg"]["converged"]:
+        log.warning("convex leave-one-out: CG did not converge (%s)", diagnostics["if_cg"])
+    rows = []
+    for i in idx:
+        w = torch.ones(n, dtype=torch.float64)
+        w[i] = 0
+        actual = val_loss(_fit_logistic(x, y, w, damping, state)) - base
+        rows.append((i, float(scores[i]) / n, actual))
+        log.info("convex leave-one-out %d: predicted %.4g, actual %.4g", i, rows[-1][1], actual)
+    return pd.DataFrame(rows, columns=["index", "predicted", "actual"])

@@ -127,3 +127,26 @@ def train_curve_plot(curve: pd.DataFrame, best_epoch: int, path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("Training curve")
     _save(fig, path)
+
+
+def fidelity_plot(table: pd.DataFrame, summary: dict, path) -> None:
+    """One scatter per estimator: predicted influence against the actual leave-one-out change."""
+    groups = list(table.groupby(["model", "estimator"], sort=False))
+    cols = min(4, len(groups))
+    rows = int(np.ceil(len(groups) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, ((model, name), part) in zip(axes.flat, groups):
+        ax.scatter(part["predicted"], part["actual"], s=12)
+        stats = summary["network"].get(name) if model == "network" else summary.get("convex_if")
+        r = stats.get("loo_pearson") if stats else None
+        rho = stats.get("loo_spearman") if stats else None
+        ax.set_title(f"{name} ({model})\nPearson {r if r is None else round(r, 3)}, Spearman {rho if rho is None else round(rho, 3)}", fontsize=8)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.supxlabel("predicted influence (positive = helpful)", fontsize=9)
+    fig.supylabel("actual change in val loss when removed", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

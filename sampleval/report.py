@@ -10,7 +10,7 @@ def _fmt(x, digits: int = 4) -> str:
     return str(x)
 
 
-def render_report(train: dict, influence: dict, stats: dict, params: dict) -> str:
+def render_report(train: dict, influence: dict, stats: dict, params: dict, fidelity: dict | None = None) -> str:
     metric = stats["metric"]
     lines = [
         "# Sample valuation report",
@@ -53,6 +53,23 @@ def render_report(train: dict, influence: dict, stats: dict, params: dict) -> st
                     f"{_fmt(d['found_inspecting_10pct'])} | {_fmt(d['found_inspecting_20pct'])} | {_fmt(d['auroc'])} | {_fmt(entry['s_shapedness'])} |"
                 )
         lines.append("")
+    if fidelity:
+        lines += [
+            "## Fidelity: predicted influence against actual retraining",
+            "",
+            f"Leave-one-out retraining of {fidelity['n_points']} fixed random training points (same recipe and seed) and "
+            f"the linear datamodeling score (LDS) over {fidelity['n_subsets']} random 50 % subsets.",
+            "",
+            "| estimator | leave-one-out Pearson | leave-one-out Spearman | LDS |",
+            "|---|---|---|---|",
+        ]
+        for name, c in fidelity["network"].items():
+            lines.append(f"| {name} | {_fmt(c['loo_pearson'], 3)} | {_fmt(c['loo_spearman'], 3)} | {_fmt(c['lds'], 3)} |")
+        if "convex_if" in fidelity:
+            c = fidelity["convex_if"]
+            lines += ["", f"Convex control (multinomial logistic regression, exact influence function): leave-one-out Pearson "
+                      f"{_fmt(c['loo_pearson'], 3)}, Spearman {_fmt(c['loo_spearman'], 3)}."]
+        lines.append("")
     lines += [
         f"## Retraining on subsets: test {metric.split('.')[-1]} against the random control",
         "",
@@ -80,5 +97,5 @@ def render_report(train: dict, influence: dict, stats: dict, params: dict) -> st
     )
     if stats["warnings"]:
         lines += ["", "Warnings: " + "; ".join(stats["warnings"])]
-    lines += ["", "Figures: `plots/train_curve.png`, `plots/influence_hist.png`, `plots/sorted_scores.png`, `plots/detection.png`, `plots/subsets.png`.", ""]
+    lines += ["", "Figures: `plots/train_curve.png`, `plots/influence_hist.png`, `plots/sorted_scores.png`, `plots/detection.png`, `plots/subsets.png`, `plots/fidelity.png`, `plots/explanations.png`.", ""]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ def run(argv=None) -> None:
     train = json.loads(Path("metrics/train.json").read_text())
     influence = json.loads(Path("metrics/influence.json").read_text())
     stats = json.loads(Path("metrics/stats.json").read_text())
+    fidelity = json.loads(Path("metrics/fidelity.json").read_text())
 
     plots.train_curve_plot(pd.read_csv("plots/train_curve.csv"), train["best_epoch"], "plots/train_curve.png")
     plots.influence_histogram(table, score_col, "plots/influence_hist.png")
@@ -44,7 +45,7 @@ def run(argv=None) -> None:
     subsets = plots.subsets_table(cells, metric)
     _csv(subsets, "plots/subsets.csv")
     plots.subsets_plot(subsets, metric, train["test"][metric], "plots/subsets.png")
-    write_text("report.md", render_report(train, influence, stats, params))
+    write_text("report.md", render_report(train, influence, stats, params, fidelity))
 
 
 if __name__ == "__main__":

@@ -157,3 +157,28 @@ def test_cleanlab_penultimate_features_and_multilabel_run():
 def test_registry_and_params_list_the_baselines():
     for name in NEW:
         assert name in REGISTRY and name in ESTIMATORS
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_every_new_estimator_runs_on_a_batchnorm_model(task):
+    """Every estimator added here returns finite float64 columns of the right length on a
+    model with BatchNorm (eval mode, non-trivial running statistics), for both tasks."""
+    ctx = _ctx(task, lissa_depth=20, randproj_dim=16, cleanlab_folds=3)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).double()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 1, 4, 4, dtype=torch.float64) * 2 + 0.5)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ctx.model, ctx.final_state, ctx.damping = model, state, 0.5
+    ctx.checkpoints = [Checkpoint(1, 0.1, state)]
+    names = ("if_cg", "if_lissa", "if_diag", "if_last_layer", "if_last_layer_miscls", *NEW)
+    for name in names:
+        cols = run_estimator(name, ctx)
+        assert name in cols
+        for col, values in cols.items():
+            assert col == name or col.startswith(name + "_")
+            assert values.dtype == np.float64 and values.shape == (25,) and np.isfinite(values).all(), (name, col)
+    assert torch.equal(ctx.model.state_dict()["1.running_mean"], state["1.running_mean"])

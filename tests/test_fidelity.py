@@ -56,6 +56,10 @@ class _AdditiveModel(nn.Module):
         return self.value.expand(len(x), 1)
 
 
+def _sum_loss(logits, target, reduction="sum"):
+    return logits.sum()
+
+
 def _additive_trainer(values):
     """A fake recipe where each training sample i lowers the summed val loss by values[i] / n_val."""
     lookup = {float(v): i for i, v in enumerate(values)}
@@ -63,7 +67,7 @@ def _additive_trainer(values):
     def trainer(x, y, xv, yv, task, n_outputs, cfg, seed):
         kept = [lookup[float(v)] for v in x[:, 0]]
         loss = 10.0 - values[kept].sum()
-        return SimpleNamespace(model=_AdditiveModel(loss / len(xv)), loss_fn=lambda z, t, reduction: z.sum())
+        return SimpleNamespace(model=_AdditiveModel(loss / len(xv)), loss_fn=_sum_loss)
 
     return trainer
 
@@ -80,7 +84,9 @@ def test_linear_datamodeling_score_on_additive_toy():
     values = rng.permutation(40) / 10.0 + 0.05
     x = values[:, None].astype(np.float64)
     small = random_subsets(40, 12, 0.5, seed=2)
-    val_losses = subset_val_losses(small, x, np.zeros(40), np.zeros((5, 1)), np.zeros(5), "multiclass", 1, TrainConfig(), trainer=_additive_trainer(values))
+    val_losses = subset_val_losses(
+        small, x, np.zeros(40), np.zeros((5, 1)), np.zeros(5), "multiclass", 1, TrainConfig(), trainer=_additive_trainer(values), loss_fn=_sum_loss
+    )
     np.testing.assert_allclose(val_losses, 10.0 - small @ values, rtol=1e-6)
     assert linear_datamodeling_score(values, small, val_losses) == pytest.approx(1)
 
@@ -88,12 +94,12 @@ def test_linear_datamodeling_score_on_additive_toy():
 def test_leave_one_out_reports_the_loss_increase_of_each_removal():
     values = np.array([0.5, -0.25, 1.0, 0.125, 2.0])
     x = values[:, None]
-    df = leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [4, 1, 2], trainer=_additive_trainer(values))
+    df = leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [4, 1, 2], trainer=_additive_trainer(values), loss_fn=_sum_loss)
     assert list(df["index"]) == [4, 1, 2]
     np.testing.assert_allclose(df["val_loss_full"], 10.0 - values.sum(), rtol=1e-6)
     np.testing.assert_allclose(df["loss_increase"], values[[4, 1, 2]], rtol=1e-5)  # removing a helpful sample raises the loss
     with pytest.raises(ValueError, match="outside"):
-        leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [5], trainer=_additive_trainer(values))
+        leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [5], trainer=_additive_trainer(values), loss_fn=_sum_loss)
 
 
 def test_leave_one_out_with_the_real_recipe_is_deterministic():

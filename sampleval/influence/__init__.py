@@ -70,3 +70,28 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
         if np.shape(values) != (n,):
             raise RuntimeError(f"estimator {name} column {col} has shape {np.shape(values)}, expected ({n},)")
     return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+
+
+def make_context(prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int) -> InfluenceContext:
+    """Everything an estimator needs, from the prepared data and the training outputs."""
+    from ..models import build_model
+    from ..training import list_checkpoints, load_checkpoint, make_loss
+    from .tracin import as_inputs, load_checkpoints
+
+    tr, va = prepared.split("train"), prepared.split("val")
+    model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
+    return InfluenceContext(
+        model=model,
+        loss_fn=make_loss(prepared.task, cfg, tr.y),
+        checkpoints=load_checkpoints(list_checkpoints(checkpoint_dir)),
+        final_state=load_checkpoint(final_model_path)["model"],
+        train=as_inputs(tr.x, tr.y, prepared.task),
+        val=as_inputs(va.x, va.y, prepared.task),
+        task=prepared.task,
+        n_classes=prepared.n_classes,
+        batch_size=batch_size,
+        damping=damping,
+        cg_iterations=cg_iterations,
+        seed=seed,
+        extra={"train_images": tr.x, "train_labels": tr.y},
+    )

@@ -19,9 +19,10 @@ ever materialised, except for the diagonal approximation's squared gradients.
 Estimators:
 
 - ``if_cg``: ``S`` by conjugate gradient on Hessian-vector products (double backward,
-  which on CPU beats torch.func's forward-over-reverse ``jvp(grad)`` about threefold). ``ctx.extra['hessian'] = 'gauss_newton'`` swaps the exact Hessian
-  for the (positive semi-definite) generalised Gauss-Newton matrix, useful when the
-  network's Hessian has negative curvature larger than the damping.
+  which on CPU is faster than torch.func's forward-over-reverse ``jvp(grad)``).
+  ``ctx.extra['hessian'] = 'gauss_newton'`` swaps the exact Hessian for the (positive
+  semi-definite) generalised Gauss-Newton matrix, which is also the automatic fallback
+  when the network's Hessian has negative curvature larger than the damping.
 - ``if_lissa``: the stochastic LiSSA recursion (Agarwal et al.; as in Koh & Liang's code)
   on minibatch HVPs, for models too large for many full-data HVPs.
 - ``if_diag``: ``H`` replaced by its empirical-Fisher diagonal ``mean_i grad L_i ** 2``
@@ -42,9 +43,10 @@ Options read from ``ctx.extra`` (all optional):
   ``H`` for ``if_cg`` (cheaper HVPs on large training sets).
 - ``lissa_depth`` (1000), ``lissa_repeat`` (1), ``lissa_batch_size`` (``ctx.batch_size``):
   recursion steps, independent recursions averaged, minibatch per HVP.
-- ``lissa_scale`` (auto): must exceed the largest eigenvalue of ``H + damping``; auto is
-  1.5 x a 20-step power-iteration estimate on up to 2,048 training samples. The
-  recursion truncated at ``depth`` steps solves ``(H + damping)`` only up to a factor
+- ``lissa_scale`` (auto): must exceed the largest eigenvalue of the minibatch
+  ``H + damping``; auto is 1.5 x a 20-step power-iteration estimate on one minibatch
+  (a divergence is detected and reported with the fix). The recursion truncated at
+  ``depth`` steps solves ``(H + damping)`` only up to a factor
   ``(1 - damping / scale) ** depth`` on the flattest directions (extra regularisation).
 - ``per_sample_batch`` (32): vmap batch for the squared gradients of ``if_diag``.
 - ``last_layer_max_dense`` (12000): above this many last-layer parameters the
@@ -105,6 +107,43 @@ def _load_final(ctx) -> nn.Module:
     return model
 
 
+def batch_hvp(model: nn.Module, loss_fn: Callable, gauss_newton: bool = False) -> tuple[_Flat, Callable]:
+    """``(flat, hvp)`` where ``hvp(v, xb, yb)`` is the Hessian (or generalised Gauss-Newton
+    matrix) of the *summed* loss over the batch times ``v`` ({name: tensor} dicts), at
+    the model's current weights. Built once, reused for every batch."""
+    params, buffers = _split_state(model)
+    flat = _Flat(params)
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    names = list(leaves)
+
+    def summed_loss(p, xb, yb):
+        return loss_fn(functional_call(model, {**p, **buffers}, (xb,)), yb, reduction="sum")
+
+    def exact(v: dict, xb, yb) -> dict:
+        # Reverse-over-reverse (double backward): on CPU about 3x faster than
+        # torch.func's forward-over-reverse jvp(grad) for conv nets.
+        with torch.enable_grad():
+            loss = summed_loss(leaves, xb, yb)
+            g = torch.autograd.grad(loss, [leaves[k] for k in names], create_graph=True, allow_unused=True, materialize_grads=True)
+            dot = sum((gi * v[k]).sum() for gi, k in zip(g, names))
+            if not dot.requires_grad:  # loss linear in every parameter: zero Hessian
+                return {k: torch.zeros_like(v[k]) for k in names}
+            hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True, materialize_grads=True)
+        return {k: h.detach() for k, h in zip(names, hv)}
+
+    def gauss_newton_product(v: dict, xb, yb) -> dict:
+        # G v = J^T H_z J v: forward-mode J v, output-space Hessian product, reverse-mode J^T.
+        def outputs(p):
+            return functional_call(model, {**p, **buffers}, (xb,))
+
+        z, jv = jvp(outputs, (params,), (v,))
+        _, hz_jv = jvp(grad(lambda zz: loss_fn(zz, yb, reduction="sum")), (z.detach(),), (jv,))
+        _, pullback = vjp(outputs, params)
+        return {k: h.detach() for k, h in pullback(hz_jv.detach())[0].items()}
+
+    return flat, gauss_newton_product if gauss_newton else exact
+
+
 def hvp_operator(
     model: nn.Module,
     loss_fn: Callable,
@@ -116,48 +155,16 @@ def hvp_operator(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``v -> (H + damping I) v`` on flat vectors, with ``H`` the Hessian (or generalised
     Gauss-Newton matrix) of the mean loss over ``(x, y)`` at the model's current weights."""
-    params, buffers = _split_state(model)
-    flat = _Flat(params)
     n = len(x)
     if n == 0:
         raise ValueError("the Hessian needs at least one training sample")
-
-    def summed_loss(p, xb, yb):
-        return loss_fn(functional_call(model, {**p, **buffers}, (xb,)), yb, reduction="sum")
-
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    names = list(leaves)
-
-    def exact_batch(v: dict, xb, yb) -> dict:
-        # Reverse-over-reverse (double backward): on CPU about 3x faster than
-        # torch.func's forward-over-reverse jvp(grad) for conv nets.
-        with torch.enable_grad():
-            loss = summed_loss(leaves, xb, yb)
-            g = torch.autograd.grad(loss, [leaves[k] for k in names], create_graph=True, allow_unused=True, materialize_grads=True)
-            dot = sum((gi * v[k]).sum() for gi, k in zip(g, names))
-            if not dot.requires_grad:  # loss linear in every parameter: zero Hessian
-                return {k: torch.zeros_like(v[k]) for k in names}
-            hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True, materialize_grads=True)
-        return dict(zip(names, hv))
-
-    def gn_batch(v: dict, xb, yb) -> dict:
-        # G v = J^T H_z J v: forward-mode J v, output-space Hessian product, reverse-mode J^T.
-        def outputs(p):
-            return functional_call(model, {**p, **buffers}, (xb,))
-
-        z, jv = jvp(outputs, (params,), (v,))
-        z = z.detach()
-        _, hz_jv = jvp(lambda zz: grad(lambda z2: loss_fn(z2, yb, reduction="sum"))(zz), (z,), (jv,))
-        _, pullback = vjp(outputs, params)
-        return pullback(hz_jv.detach())[0]
-
-    batch_fn = gn_batch if gauss_newton else exact_batch
+    flat, hvp = batch_hvp(model, loss_fn, gauss_newton)
 
     def apply(v_flat: torch.Tensor) -> torch.Tensor:
         v = flat.unflat(v_flat)
         total = torch.zeros_like(v_flat)
         for xb, yb in _batches(x, y, batch_size):
-            total += flat.flat(batch_fn(v, xb, yb)).detach()
+            total += flat.flat(hvp(v, xb, yb))
         return total / n + damping * v_flat
 
     return apply
@@ -309,20 +316,20 @@ def inverse_hvp_lissa(ctx, model: nn.Module, g_val: dict) -> tuple[dict, dict]:
     gen = torch.Generator().manual_seed(int(ctx.seed))
     scale = ctx.extra.get("lissa_scale")
     if scale is None:
-        m = min(n, 2048)
-        sub = torch.randperm(n, generator=gen)[:m]
+        sub = torch.randperm(n, generator=gen)[:bs]  # a minibatch like those of the recursion
         top = _power_iteration(hvp_operator(model, ctx.loss_fn, x[sub], y[sub], damping, ctx.batch_size), v, 20, gen)
         scale = 1.5 * top
     scale = float(scale)
     if not scale > 0:
         raise ValueError(f"LiSSA scale must be positive, got {scale}")
     v_norm = float(v.norm())
+    _, hvp = batch_hvp(model, ctx.loss_fn)
     estimate = torch.zeros_like(v)
     for rep in range(repeat):
         h = v.clone()
         for _ in range(depth):
             idx = torch.randint(0, n, (bs,), generator=gen)
-            hv = hvp_operator(model, ctx.loss_fn, x[idx], y[idx], damping, bs)(h)
+            hv = flat.flat(hvp(flat.unflat(h), x[idx], y[idx])) / bs + damping * h
             h = v + h - hv / scale
             h_norm = float(h.norm())
             if not math.isfinite(h_norm) or h_norm > 1e8 * max(v_norm, 1e-30):
@@ -367,11 +374,11 @@ def estimate_if_diag(ctx) -> dict[str, np.ndarray]:
     model = _load_final(ctx)
     g_val, _ = _val_gradient(ctx, model)
     diag = fisher_diagonal(model, ctx.loss_fn, *ctx.train, batch_size=int(ctx.extra.get("per_sample_batch", 32)))
-    s = {k: g_val[k] / (diag[k] + ctx.damping) for k in g_val}
     if ctx.damping <= 0:
         zero = sum(int((d == 0).sum()) for d in diag.values())
         if zero:
             raise ValueError(f"if_diag: {zero} parameters have zero Fisher diagonal and damping is 0; set influence.damping > 0")
+    s = {k: g_val[k] / (diag[k] + ctx.damping) for k in g_val}
     _record(ctx, "if_diag", {"min_diag": float(min(d.min() for d in diag.values())), "max_diag": float(max(d.max() for d in diag.values()))})
     return {"if_diag": _score(ctx, model, s)}
 
