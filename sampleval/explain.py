@@ -36,11 +36,11 @@ COLUMNS = ["test_id", "train_id", "rank", "score", "kind"]
 
 def _as_tensors(x, y, like: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Test inputs and targets as model-ready tensors matching the training tensors' dtypes."""
-    xt = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    xt = torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else x  # copy: prepared arrays are read-only memmaps
     if xt.dtype == torch.uint8:
         xt = to_float(xt)
     xt = xt.to(like[0].dtype)
-    yt = torch.from_numpy(np.ascontiguousarray(y)) if isinstance(y, np.ndarray) else torch.as_tensor(y)
+    yt = torch.from_numpy(np.array(y)) if isinstance(y, np.ndarray) else torch.as_tensor(y)
     yt = yt.to(like[1].dtype)
     return xt, yt
 

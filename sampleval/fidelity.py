@@ -254,7 +254,7 @@ def convex_leave_one_out(
     diagnostics: dict = {}
     ctx = InfluenceContext(
         model=model, loss_fn=loss, checkpoints=[], final_state=state, train=(x, y), val=(xv, yv), task="multiclass",
-        n_classes=n_classes, batch_size=max(n, 1), damping=float(damping), cg_iterations=n_params + 50,
+        n_classes=n_classes, batch_size=1024, damping=float(damping), cg_iterations=n_params + 50,
         extra={"cg_tol": 1e-10, "hessian": "exact", "on_negative_curvature": "stop", "diagnostics": diagnostics},
     )
     scores = run_estimator("if_cg", ctx)["if_cg"]

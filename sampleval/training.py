@@ -141,7 +141,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512, devic
     model.eval()
     outs = []
     for start in range(0, len(x), batch_size):
-        xb = to_float(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device, non_blocking=True))
+        xb = to_float(torch.from_numpy(np.array(x[start : start + batch_size])).to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             outs.append(model(xb).float().cpu())
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)

@@ -50,6 +50,7 @@ def make_repo(base: Path, edit) -> Path:
     params["influence"]["methods"] = ["tracin"]
     params["subsets"].update(remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
+    params["fidelity"].update(n_points=5, n_subsets=4)
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -67,7 +68,7 @@ def test_repro_produces_every_declared_output(repo):
     repo, first = repo
     outputs = _declared_outputs(repo)
     assert outputs and all(p.exists() for p in outputs), [str(p) for p in outputs if not p.exists()]
-    for name in ("train", "influence", "stats"):
+    for name in ("train", "influence", "stats", "fidelity"):
         assert (repo / "metrics" / f"{name}.json").exists()
     scores = pd.read_parquet(repo / "data/influence/scores.parquet")
     assert {"sample_id", "split", "label", "clean_label", "flipped", "tracin", "self_influence"} <= set(scores.columns)
