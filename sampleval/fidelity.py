@@ -54,10 +54,15 @@ def summed_val_loss(result, x_val: np.ndarray, y_val: np.ndarray, task: str, los
     return float(loss_fn(logits, target_tensor(y_val, task), reduction="sum"))
 
 
-def _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, loss_fn) -> float:
+def _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, loss_fn, keep_order: bool = False) -> float:
+    """Mean over seeds of the summed validation loss after training on ``mask``. With
+    ``keep_order`` the excluded samples keep their places in every minibatch at weight 0."""
     losses = []
     for s in seeds:
-        res = trainer(x_train[mask], y_train[mask], x_val, y_val, task, n_outputs, cfg, seed=int(s))
+        if keep_order:
+            res = trainer(x_train, y_train, x_val, y_val, task, n_outputs, cfg, seed=int(s), sample_weight=mask.astype(np.float32))
+        else:
+            res = trainer(x_train[mask], y_train[mask], x_val, y_val, task, n_outputs, cfg, seed=int(s))
         losses.append(summed_val_loss(res, x_val, y_val, task, loss_fn))
     return float(np.mean(losses))
 
@@ -90,18 +95,23 @@ def leave_one_out(
     Returns one row per index: ``index``, ``val_loss_full`` (all samples), ``val_loss_without``
     and ``loss_increase = val_loss_without - val_loss_full`` (summed validation losses,
     averaged over the seeds when ``seed`` is a list), measured with ``loss_fn`` (default:
-    the training loss built on the full training set)."""
+    the training loss built on the full training set).
+
+    The left-out sample keeps its place in every minibatch with weight 0, so the retraining
+    sees the same batches in the same order and differs only by that sample's gradient.
+    (Dropping it from the array would reshuffle every later batch, and that training noise
+    is as large as the effect being measured.) ``trainer`` must accept ``sample_weight``."""
     seeds = _seeds(seed)
     n = len(x_train)
     measure = _measure(loss_fn, task, cfg, y_train)
-    full = _fit_loss(np.ones(n, bool), x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure)
+    full = _fit_loss(np.ones(n, bool), x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure, keep_order=True)
     rows = []
     for i in indices:
         if not 0 <= int(i) < n:
             raise ValueError(f"leave-one-out index {i} is outside 0..{n - 1}")
         mask = np.ones(n, bool)
         mask[int(i)] = False
-        without = _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure)
+        without = _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure, keep_order=True)
         rows.append((int(i), full, without, without - full))
         log.info("leave-one-out %d: validation loss %.6g -> %.6g", int(i), full, without)
     return pd.DataFrame(rows, columns=["index", "val_loss_full", "val_loss_without", "loss_increase"])

@@ -185,10 +185,14 @@ def train(
     flip_augment: bool = False,
     progress: Callable | None = None,
     val_metrics: Callable[[np.ndarray], dict] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
     """Train from scratch (or resume from the last complete checkpoint in ``ckpt_dir``).
 
     ``val_metrics(val_logits) -> dict`` adds per-epoch validation metrics to the history.
+    ``sample_weight`` (one weight per training sample) turns each batch's loss into a
+    weighted mean; a weight of 0 leaves a sample out while every batch keeps its order
+    (leave-one-out retraining without reshuffling).
     Each epoch's checkpoint holds the weights, the learning rate used during that
     epoch, the epoch number, and the optimiser/scheduler/RNG state for resuming.
     """
@@ -226,6 +230,7 @@ def train(
 
     yt = target_tensor(y_train, task)
     yv = target_tensor(y_val, task)
+    wt = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
     use_amp = cfg.amp and device.type == "cuda"
 
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -234,7 +239,7 @@ def train(
         order = torch.randperm(len(yt), generator=gen)
         batches = list(iterate_batches(len(yt), cfg.batch_size, order))
         total = torch.zeros((), device=device)
-        for xb, yb in batch_loader(x_train, yt, batches, cfg.num_workers, pin=device.type == "cuda"):
+        for b, (xb, yb) in zip(batches, batch_loader(x_train, yt, batches, cfg.num_workers, pin=device.type == "cuda")):
             if cfg.augment:
                 xb = augment_batch(xb, gen, flip_augment)
             xb = to_float(xb.to(device, non_blocking=True))
@@ -243,7 +248,11 @@ def train(
             yb = yb.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = step_model(xb)
-            loss = loss_fn(logits.float(), yb, reduction="mean")
+            if wt is None:
+                loss = loss_fn(logits.float(), yb, reduction="mean")
+            else:
+                wb = wt[b].to(device)
+                loss = (loss_fn(logits.float(), yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

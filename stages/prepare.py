@@ -1,7 +1,6 @@
 """prepare: load the data source, split, inject label noise -> data/prepared/."""
 from __future__ import annotations
 
-import numpy as np
 
 from sampleval.prepare import prepare_dataset
 from stages._common import log, main, start

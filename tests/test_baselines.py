@@ -4,7 +4,6 @@ the loss; cleanlab puts injected label flips at the bottom on the real digits.""
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sampleval.config import ESTIMATORS
@@ -17,13 +16,6 @@ from sampleval.models import SmallCNN
 NEW = ("tracin_last_layer", "tracin_randproj", "loss", "cleanlab")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(old)
 
 
 def _ctx(task="multiclass", **extra):

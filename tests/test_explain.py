@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from sampleval.explain import COLUMNS, explain, plot_explanations
@@ -15,12 +14,6 @@ from sampleval.models import SmallCNN
 from sampleval.training import to_float
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _setup():

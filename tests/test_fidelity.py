@@ -19,12 +19,6 @@ from sampleval.fidelity import (
 from sampleval.training import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_correlations_on_known_relations():
@@ -65,8 +59,9 @@ def _additive_trainer(values):
     """A fake recipe where each training sample i lowers the summed val loss by values[i] / n_val."""
     lookup = {float(v): i for i, v in enumerate(values)}
 
-    def trainer(x, y, xv, yv, task, n_outputs, cfg, seed):
-        kept = [lookup[float(v)] for v in x[:, 0]]
+    def trainer(x, y, xv, yv, task, n_outputs, cfg, seed, sample_weight=None):
+        weight = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight)
+        kept = [lookup[float(v)] for v, w in zip(x[:, 0], weight) if w > 0]
         loss = 10.0 - values[kept].sum()
         return SimpleNamespace(model=_AdditiveModel(loss / len(xv)), loss_fn=_sum_loss)
 

@@ -16,14 +16,6 @@ from sampleval.losses import TrainingLoss
 NEW = ("if_cg", "if_lissa", "if_diag", "if_last_layer", "if_last_layer_miscls")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny problems: threads only add contention (and large slowdowns on a busy machine).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(old)
 
 
 def _flat_params(model):
@@ -181,63 +173,9 @@ def test_if_lissa_approximates_exact_inverse(tiny):
         run_estimator("if_lissa", tiny.ctx(damping, lissa_depth=300, lissa_scale=0.2))
 
 
-def test_if_cg_predicts_leave_one_out_on_logistic_regression():
-    """Multinomial logistic regression on the digits pixels, trained to convergence (L-BFGS,
-    float64) on mean cross-entropy + damping/2 |theta|^2, so H + damping I is the exact
-    Hessian of a strongly convex objective. Leaving z_i out of the mean (1/n kept) changes
-    the summed validation loss by about if_cg_i / n."""
-    from sklearn.datasets import load_digits
-
-    x_all, y_all = load_digits(return_X_y=True)
-    x_all = torch.tensor(x_all / 8.0 - 1.0).reshape(-1, 1, 8, 8)
-    y_all = torch.tensor(y_all)
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(len(x_all))
-    tr, va = perm[:300], perm[300:500]
-    x, y, xv, yv = x_all[tr], y_all[tr], x_all[va], y_all[va]
-    lam, n = 0.01, len(tr)
-    loss = TrainingLoss("multiclass", 0.0, 0.0)
-
-    def fit(weights, init=None):
-        torch.manual_seed(0)
-        m = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).double()
-        if init is not None:
-            m.load_state_dict(init)
-        opt = torch.optim.LBFGS(
-            m.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-12, tolerance_change=1e-15, history_size=50, line_search_fn="strong_wolfe"
-        )
-
-        def closure():
-            opt.zero_grad()
-            obj = (loss(m(x), y, reduction="none") * weights).sum() / n + lam / 2 * sum((p**2).sum() for p in m.parameters())
-            obj.backward()
-            return obj
-
-        for _ in range(5):
-            opt.step(closure)
-        assert torch.cat([p.grad.flatten() for p in m.parameters()]).norm() < 1e-6
-        return m
-
-    def val_loss(m):
-        with torch.no_grad():
-            return float(loss(m(xv), yv, reduction="sum"))
-
-    model = fit(torch.ones(n, dtype=torch.float64))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    base = val_loss(model)
-    ctx = InfluenceContext(
-        model=model, loss_fn=loss, checkpoints=[], final_state=state, train=(x, y), val=(xv, yv), task="multiclass",
-        n_classes=10, damping=lam, cg_iterations=500, extra={"cg_tol": 1e-10},
-    )
-    scores = run_estimator("if_cg", ctx)["if_cg"]
-    points = rng.choice(n, 20, replace=False)
-    actual = []
-    for i in points:
-        w = torch.ones(n, dtype=torch.float64)
-        w[i] = 0
-        actual.append(val_loss(fit(w, init=state)) - base)
-    r = np.corrcoef(scores[points] / n, actual)[0, 1]
-    assert r >= 0.95, r
+# The convex leave-one-out check of if_cg lives in tests/test_fidelity.py
+# (test_convex_leave_one_out_if_cg_predicts_retraining_on_digits), through the library's
+# sampleval.fidelity.convex_leave_one_out.
 
 
 def test_registry_and_params_list_the_new_estimators():

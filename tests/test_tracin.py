@@ -1,7 +1,6 @@
 """Our TracIn equals a brute-force sum over checkpoints of lr * per-sample grad . summed val grad,
 and agrees with Captum's TracInCP (the reference)."""
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

@@ -90,3 +90,21 @@ def test_thresholds_maximise_validation_f1_and_ignore_uncertain():
     m_all = multilabel_metrics(logits[50:], y[50:], th, ["a", "b"])
     m_unc = multilabel_metrics(logits, y_unc, th, ["a", "b"])
     assert m_unc["per_label"]["auroc"]["a"] == pytest.approx(m_all["per_label"]["auroc"]["a"])
+
+
+def test_zero_sample_weight_equals_a_zero_gradient_contribution():
+    """Weights 1 reproduce plain training; weight 0 removes exactly that sample's gradient."""
+    x, y = _data()
+    xv, yv = _data(60, seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01)
+    plain = train(x, y, xv, yv, "multiclass", 3, cfg, seed=0)
+    ones = train(x, y, xv, yv, "multiclass", 3, cfg, seed=0, sample_weight=np.ones(len(y)))
+    np.testing.assert_allclose([h["val_loss"] for h in ones.history], [h["val_loss"] for h in plain.history], rtol=1e-5)
+    w = np.ones(len(y))
+    w[5] = 0
+    x_changed = x.copy()
+    x_changed[5] = 255 - x_changed[5]  # the left-out sample's pixels must not matter
+    a = train(x, y, xv, yv, "multiclass", 3, cfg, seed=0, sample_weight=w)
+    b = train(x_changed, y, xv, yv, "multiclass", 3, cfg, seed=0, sample_weight=w)
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    assert [h["val_loss"] for h in a.history] != [h["val_loss"] for h in plain.history]
