@@ -120,6 +120,9 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
     ours_full, t_ours = _timed(
         lambda: tracin_scores(model, loss_fn, [ckpt], train_t, val_t, batch_size, with_self_influence=False, progress=False)["tracin"]
     )
+    central, t_central = _timed(
+        lambda: tracin_scores(model, loss_fn, [ckpt], train_t, val_t, batch_size, with_self_influence=False, progress=False, method="central")["tracin"]
+    )
     if restricted:
         ours, t_ours_r = _timed(lambda: ours_restricted(model, loss_fn, ckpt, train_t, val_t, batch_size, keep))
     else:
@@ -139,6 +142,9 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
         "captum_s": t_captum,
         "captum_over_ours": t_captum / t_ours_r,
         "ours_over_epoch": t_ours / t_epoch,
+        "central_over_epoch": t_central / t_epoch,
+        "central_spearman_vs_jvp": float(spearmanr(central, ours_full).statistic),
+        "central_max_rel_vs_jvp": float(np.abs(central - ours_full).max() / np.abs(ours_full).max()),
         "spearman": rho,
         "max_rel_diff": rel,
         "captum_params": "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all",
@@ -249,15 +255,16 @@ def main() -> None:
     print()
     print(
         "| model | params | n train / val | 1 epoch (s) | ours (s) | ours, Captum's params (s) | Captum hook (s) | Captum / ours "
-        "| ours / epoch | Spearman | max rel diff | Captum sees |"
+        "| ours / epoch | Spearman | max rel diff | Captum sees | central diff / epoch | central vs jvp: Spearman, max rel diff |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, n_train, n_val, bs in runs:
         r = compare(name, n_train, n_val, bs)
         print(
             f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['ours_s']:.2f} | "
             f"{r['ours_same_params_s']:.2f} | {r['captum_s']:.2f} | {r['captum_over_ours']:.1f}x | {r['ours_over_epoch']:.2f}x | "
-            f"{r['spearman']:.6f} | {r['max_rel_diff']:.1e} | {r['captum_params']} |",
+            f"{r['spearman']:.6f} | {r['max_rel_diff']:.1e} | {r['captum_params']} | {r['central_over_epoch']:.2f}x | "
+            f"{r['central_spearman_vs_jvp']:.6f}, {r['central_max_rel_vs_jvp']:.1e} |",
             flush=True,
         )
     print()

@@ -156,6 +156,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": integer(1, 100000),
         "damping": number(0, 1e6),
         "cg_iterations": integer(1, 10000),
+        "tracin_method": choice("jvp", "central"),
         "explain_top_k": integer(1, 100),
         "explain_n_test": integer(0, 1000),
     },

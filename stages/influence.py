@@ -26,7 +26,7 @@ def run(argv=None) -> None:
     prepared = load_prepared("data/prepared")
     ctx = make_context(
         prepared, TrainConfig.from_params(params), "models/checkpoints", "models/model.pt",
-        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
+        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"],
     )
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})

@@ -74,3 +74,10 @@ def test_sign_positive_means_helpful():
         base = float(loss_fn(model(val[0]), val[1], reduction="sum"))
     best, worst = int(np.argmax(scores)), int(np.argmin(scores))
     assert val_loss_after_step(best) < base < val_loss_after_step(worst)
+
+
+def test_central_difference_matches_in_float64():
+    model, ckpts, train, val, loss_fn = _tiny()
+    jvp_scores = tracin_scores(model, loss_fn, ckpts, train, val, progress=False, with_self_influence=False)["tracin"]
+    central = tracin_scores(model, loss_fn, ckpts, train, val, progress=False, with_self_influence=False, method="central")["tracin"]
+    assert np.abs(central - jvp_scores).max() / np.abs(jvp_scores).max() <= 1e-4

@@ -51,6 +51,7 @@ class InfluenceContext:
     damping: float = 0.01
     cg_iterations: int = 100
     seed: int = 0
+    tracin_method: str = "jvp"  # directional derivatives: 'jvp' (exact) or 'central' (faster)
     extra: dict = field(default_factory=dict)
 
 
@@ -72,7 +73,9 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 
 
-def make_context(prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int) -> InfluenceContext:
+def make_context(
+    prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "jvp"
+) -> InfluenceContext:
     """Everything an estimator needs, from the prepared data and the training outputs."""
     from ..models import build_model
     from ..training import list_checkpoints, load_checkpoint, make_loss
@@ -93,5 +96,6 @@ def make_context(prepared, cfg, checkpoint_dir, final_model_path, batch_size: in
         damping=damping,
         cg_iterations=cg_iterations,
         seed=seed,
+        tracin_method=tracin_method,
         extra={"train_images": tr.x, "train_labels": tr.y},
     )

@@ -87,11 +87,44 @@ def summed_gradient(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: tor
     return total
 
 
-def directional_derivatives(model: nn.Module, loss_fn: Callable, direction: dict, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``grad L(z_i) . direction`` for every sample, by forward-mode AD (no per-sample gradients)."""
+def directional_derivatives(
+    model: nn.Module,
+    loss_fn: Callable,
+    direction: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 256,
+    method: str = "jvp",
+) -> torch.Tensor:
+    """``grad L(z_i) . direction`` for every sample, without per-sample gradients.
+
+    ``method='jvp'``: forward-mode AD (exact). ``method='central'``: central difference of two
+    no-grad forward passes at ``theta +- t * u`` (u = direction / |direction|), with the step
+    ``t = sqrt(eps) * max(1, |theta|)`` in the model's dtype (ReLU networks are only piecewise
+    smooth, so the step stays small); about 3x cheaper than forward-mode AD here, with a
+    maximum relative error around 1e-4..1e-3 in float32 (Spearman > 0.9999) and far below
+    1e-4 in float64 (measured in tests/test_tracin.py)."""
     params, buffers = _split_state(model)
     tangents = {k: direction[k].to(v.dtype) for k, v in params.items()}
     out = []
+    if method == "central":
+        dtype = next(iter(params.values())).dtype
+        d_norm = torch.sqrt(sum(t.double().pow(2).sum() for t in tangents.values()))
+        if d_norm == 0:
+            return torch.zeros(len(x), dtype=dtype)
+        p_norm = torch.sqrt(sum(p.double().pow(2).sum() for p in params.values()))
+        step = float(torch.finfo(dtype).eps ** 0.5 * max(1.0, float(p_norm)))
+        scale = step / float(d_norm)
+        plus = {**{k: p + scale * tangents[k] for k, p in params.items()}, **buffers}
+        minus = {**{k: p - scale * tangents[k] for k, p in params.items()}, **buffers}
+        with torch.no_grad():
+            for xb, yb in _batches(x, y, batch_size):
+                lp = loss_fn(functional_call(model, plus, (xb,)), yb, reduction="none")
+                lm = loss_fn(functional_call(model, minus, (xb,)), yb, reduction="none")
+                out.append((lp.double() - lm.double()) * (float(d_norm) / (2 * step)))
+        return torch.cat(out)
+    if method != "jvp":
+        raise ValueError(f"directional derivative method must be 'jvp' or 'central', got {method!r}")
     for xb, yb in _batches(x, y, batch_size):
 
         def per_sample_loss(p):
@@ -126,8 +159,10 @@ def tracin_scores(
     batch_size: int = 256,
     with_self_influence: bool = True,
     progress: bool = True,
+    method: str = "jvp",
 ) -> dict[str, np.ndarray]:
-    """Fast aggregate TracIn. Returns ``{'tracin': total, 'tracin_epoch_NNN': per-checkpoint,
+    """Fast aggregate TracIn (``method``: 'jvp' exact forward-mode AD, or 'central' difference,
+    see :func:`directional_derivatives`). Returns ``{'tracin': total, 'tracin_epoch_NNN': per-checkpoint,
     'self_influence': ...}`` as float64 arrays (one entry per training sample)."""
     n = len(train[0])
     total = torch.zeros(n, dtype=torch.float64)
@@ -137,7 +172,7 @@ def tracin_scores(
         model.load_state_dict(ckpt.state)
         model.eval()  # BatchNorm/Dropout in eval mode, as at scoring time
         g_val = summed_gradient(model, loss_fn, *val, batch_size=batch_size)
-        dots = directional_derivatives(model, loss_fn, g_val, *train, batch_size=batch_size).double()
+        dots = directional_derivatives(model, loss_fn, g_val, *train, batch_size=batch_size, method=method).double()
         contribution = ckpt.lr * dots
         out[f"tracin_epoch_{ckpt.epoch:03d}"] = contribution.numpy()
         total += contribution
@@ -208,7 +243,9 @@ class _ReducedLoss:
 
 def estimate_tracin(ctx) -> dict[str, np.ndarray]:
     """Registry entry: fast aggregate TracIn with per-checkpoint columns and self-influence."""
-    return tracin_scores(ctx.model, ctx.loss_fn, ctx.checkpoints, ctx.train, ctx.val, ctx.batch_size, with_self_influence=True, progress=True)
+    return tracin_scores(
+        ctx.model, ctx.loss_fn, ctx.checkpoints, ctx.train, ctx.val, ctx.batch_size, with_self_influence=True, progress=True, method=ctx.tracin_method
+    )
 
 
 def estimate_tracincp(ctx) -> dict[str, np.ndarray]:
