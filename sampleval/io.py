@@ -68,10 +68,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, atomically and byte-for-byte reproducibly: saving to a named file embeds
+    that (here random, temporary) name in the zip archive, so serialise to memory first."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def hash_ids(ids) -> str:
