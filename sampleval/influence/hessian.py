@@ -280,13 +280,18 @@ def inverse_hvp_cg(ctx, model: nn.Module, g_val: dict) -> tuple[dict, dict]:
     return flat.unflat(s), info
 
 
-def estimate_if_cg(ctx) -> dict[str, np.ndarray]:
-    """Registry entry: influence functions with ``H^-1 g_val`` by conjugate gradient."""
+def _influence_function(ctx, name: str, inverse_hvp: Callable) -> dict[str, np.ndarray]:
+    """``g_i . S`` with ``S = inverse_hvp(g_val)`` on the final model, for every training sample."""
     model = _load_final(ctx)
     g_val, _ = _val_gradient(ctx, model)
-    s, info = inverse_hvp_cg(ctx, model, g_val)
-    _record(ctx, "if_cg", info)
-    return {"if_cg": _score(ctx, model, s)}
+    s, info = inverse_hvp(ctx, model, g_val)
+    _record(ctx, name, info)
+    return {name: _score(ctx, model, s)}
+
+
+def estimate_if_cg(ctx) -> dict[str, np.ndarray]:
+    """Registry entry: influence functions with ``H^-1 g_val`` by conjugate gradient."""
+    return _influence_function(ctx, "if_cg", inverse_hvp_cg)
 
 
 def _power_iteration(apply_a: Callable, dim_like: torch.Tensor, steps: int, gen: torch.Generator) -> float:
@@ -345,11 +350,7 @@ def inverse_hvp_lissa(ctx, model: nn.Module, g_val: dict) -> tuple[dict, dict]:
 
 def estimate_if_lissa(ctx) -> dict[str, np.ndarray]:
     """Registry entry: influence functions with ``H^-1 g_val`` by LiSSA (stochastic, seeded)."""
-    model = _load_final(ctx)
-    g_val, _ = _val_gradient(ctx, model)
-    s, info = inverse_hvp_lissa(ctx, model, g_val)
-    _record(ctx, "if_lissa", info)
-    return {"if_lissa": _score(ctx, model, s)}
+    return _influence_function(ctx, "if_lissa", inverse_hvp_lissa)
 
 
 def fisher_diagonal(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> dict:

@@ -100,10 +100,11 @@ def directional_derivatives(
 
     ``method='jvp'``: forward-mode AD (exact). ``method='central'``: central difference of two
     no-grad forward passes at ``theta +- t * u`` (u = direction / |direction|), with the step
-    ``t = sqrt(eps) * max(1, |theta|)`` in the model's dtype (ReLU networks are only piecewise
-    smooth, so the step stays small); about 3x cheaper than forward-mode AD here, with a
-    maximum relative error around 1e-4..1e-3 in float32 (Spearman > 0.9999) and far below
-    1e-4 in float64 (measured in tests/test_tracin.py)."""
+    ``t = sqrt(eps) * max(1, rms(theta))`` in the model's dtype. ReLU networks are only
+    piecewise smooth, so the step is kept small. In float32 the maximum relative error is
+    about 1e-3 (Spearman about 0.99999 on SmallCNN and ResNet-18); in float64 it is far
+    below 1e-4, which tests/test_tracin.py checks. On small models it is about 3x cheaper
+    than forward-mode AD (benchmarks/RESULTS.md)."""
     params, buffers = _split_state(model)
     tangents = {k: direction[k].to(v.dtype) for k, v in params.items()}
     out = []
@@ -112,8 +113,9 @@ def directional_derivatives(
         d_norm = torch.sqrt(sum(t.double().pow(2).sum() for t in tangents.values()))
         if d_norm == 0:
             return torch.zeros(len(x), dtype=dtype)
-        p_norm = torch.sqrt(sum(p.double().pow(2).sum() for p in params.values()))
-        step = float(torch.finfo(dtype).eps ** 0.5 * max(1.0, float(p_norm)))
+        n_params = sum(p.numel() for p in params.values())
+        p_rms = float(torch.sqrt(sum(p.double().pow(2).sum() for p in params.values()) / n_params))
+        step = float(torch.finfo(dtype).eps ** 0.5 * max(1.0, p_rms))
         scale = step / float(d_norm)
         plus = {**{k: p + scale * tangents[k] for k, p in params.items()}, **buffers}
         minus = {**{k: p - scale * tangents[k] for k, p in params.items()}, **buffers}
