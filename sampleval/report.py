@@ -95,6 +95,17 @@ def render_report(train: dict, influence: dict, stats: dict, params: dict, fidel
         + (f" ({', '.join(str(r['fraction']) for r in better)})" if better else "")
         + f"; it is significantly worse at {len(worse)}."
     )
+    score = params["subsets"]["score"]
+    detect = influence.get(score, {}).get("detect")
+    if detect:
+        n_flipped = influence["n_flipped"]
+        found = int(round(detect["found_in_top_n_flipped"] * n_flipped))
+        lines.append("")
+        lines.append(
+            f"The `{score}` ranking finds {found} of the {n_flipped} flipped labels among its {n_flipped} most harmful "
+            f"training samples, and {detect['found_inspecting_5pct']:.0%} of them within its most harmful 5 % "
+            f"(detection AUROC {detect['auroc']:.4f})."
+        )
     if stats["warnings"]:
         lines += ["", "Warnings: " + "; ".join(stats["warnings"])]
     lines += ["", "Figures: `plots/train_curve.png`, `plots/influence_hist.png`, `plots/sorted_scores.png`, `plots/detection.png`, `plots/subsets.png`, `plots/fidelity.png`, `plots/explanations.png`.", ""]

@@ -27,13 +27,16 @@ def start(name: str) -> dict:
 
 @contextmanager
 def one_line_errors():
-    """Turn the library's input errors into one line on stderr and exit status 1."""
+    """Turn the library's input errors into one line on stderr and exit status 1
+    (set SAMPLEVAL_DEBUG=1 to see the full traceback instead)."""
     from sampleval.data.prepared import DataError
     from sampleval.training import TrainingError
 
     try:
         yield
     except (ParamsError, DataError, TrainingError, FileNotFoundError, KeyError, ValueError) as exc:
+        if os.environ.get("SAMPLEVAL_DEBUG"):
+            raise
         message = exc.args[0] if exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
