@@ -12,29 +12,33 @@ from .metrics import choose_thresholds, multiclass_metrics, multilabel_metrics, 
 from .training import predict_logits
 
 
+def _val_thresholds(val_logits: np.ndarray, val: Split, task: str) -> np.ndarray | None:
+    """Per-label F1 thresholds chosen on validation (multi-label only)."""
+    return None if task == "multiclass" else choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y)
+
+
+def _metrics(logits: np.ndarray, split: Split, task: str, classes: list[str], thresholds: np.ndarray | None) -> dict:
+    if task == "multiclass":
+        return multiclass_metrics(logits, split.y)
+    return multilabel_metrics(logits, split.y, thresholds, classes)
+
+
 def evaluate(model: nn.Module, val: Split, test: Split, task: str, classes: list[str], batch_size: int = 512, amp: bool = False) -> dict:
     val_logits = predict_logits(model, val.x, batch_size, amp=amp)
     test_logits = predict_logits(model, test.x, batch_size, amp=amp)
-    if task == "multiclass":
-        return {"val": multiclass_metrics(val_logits, val.y), "test": multiclass_metrics(test_logits, test.y)}
-    thresholds = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y)
-    return {
-        "val": multilabel_metrics(val_logits, val.y, thresholds, classes),
-        "test": multilabel_metrics(test_logits, test.y, thresholds, classes),
-        "thresholds": {c: float(t) for c, t in zip(classes, thresholds)},
-    }
+    thresholds = _val_thresholds(val_logits, val, task)
+    out = {"val": _metrics(val_logits, val, task, classes, thresholds), "test": _metrics(test_logits, test, task, classes, thresholds)}
+    if thresholds is not None:
+        out["thresholds"] = {c: float(t) for c, t in zip(classes, thresholds)}
+    return out
 
 
 def epoch_metrics_fn(val: Split, task: str, classes: list[str]):
     """Per-epoch validation metrics for the training curve (thresholds chosen on val)."""
 
     def fn(val_logits: np.ndarray) -> dict:
-        if task == "multiclass":
-            m = multiclass_metrics(val_logits, val.y)
-        else:
-            th = choose_thresholds(sigmoid(val_logits.astype(np.float64)), val.y)
-            m = multilabel_metrics(val_logits, val.y, th, classes)
-            m.pop("per_label")
+        m = _metrics(val_logits, val, task, classes, _val_thresholds(val_logits, val, task))
+        m.pop("per_label", None)
         return {f"val_{k}": v for k, v in m.items()}
 
     return fn

@@ -31,6 +31,12 @@ def control_of(strategy: str) -> str:
     return f"{direction}-random"
 
 
+def fractions_for(strategy: str, remove_fractions: list[float], select_fractions: list[float]) -> list[float]:
+    """The fractions a strategy's cells run at (``subsets.remove_fractions`` or ``select_fractions``)."""
+    direction, _ = parse_strategy(strategy)
+    return remove_fractions if direction == "remove" else select_fractions
+
+
 def parse_strategy(strategy: str) -> tuple[str, str]:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown subset strategy {strategy!r} (allowed: {', '.join(STRATEGIES)})")

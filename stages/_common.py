@@ -10,6 +10,9 @@ from sampleval.config import ParamsError, load_params
 
 log = logging.getLogger("sampleval")
 
+# Where each subset cell writes its record (dvc.yaml declares the same paths).
+CELL_PATH = "metrics/subsets/{strategy}-{fraction}.json"
+
 
 def start(name: str) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and seed torch."""

@@ -9,8 +9,8 @@ import pandas as pd
 from sampleval import plots
 from sampleval.io import atomic_path, write_text
 from sampleval.report import render_report
-from sampleval.subsets import STRATEGIES, parse_strategy
-from stages._common import main, start
+from sampleval.subsets import STRATEGIES, fractions_for
+from stages._common import CELL_PATH, main, start
 
 
 def _csv(df: pd.DataFrame, path: str) -> None:
@@ -37,11 +37,11 @@ def run(argv=None) -> None:
     det = plots.detection_table(table, params["influence"]["methods"])  # all zeros when nothing was flipped
     _csv(det, "plots/detection.csv")
     plots.detection_plot(det, "plots/detection.png")
-    cells = []
-    for strategy in STRATEGIES:
-        direction, _ = parse_strategy(strategy)
-        for fraction in sub["remove_fractions" if direction == "remove" else "select_fractions"]:
-            cells.append(json.loads(Path(f"metrics/subsets/{strategy}-{fraction}.json").read_text()))
+    cells = [
+        json.loads(Path(CELL_PATH.format(strategy=strategy, fraction=fraction)).read_text())
+        for strategy in STRATEGIES
+        for fraction in fractions_for(strategy, sub["remove_fractions"], sub["select_fractions"])
+    ]
     subsets = plots.subsets_table(cells, metric)
     _csv(subsets, "plots/subsets.csv")
     plots.subsets_plot(subsets, metric, train["test"][metric], "plots/subsets.png")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 from sampleval.io import write_json
 from sampleval.stats import compare
-from sampleval.subsets import RANKED_STRATEGIES, control_of
-from stages._common import log, main, start
+from sampleval.subsets import RANKED_STRATEGIES, control_of, fractions_for
+from stages._common import CELL_PATH, log, main, start
 
 
 def expected_pairs(sub: dict) -> list[tuple[str, str, float]]:
-    pairs = []
-    for strategy in RANKED_STRATEGIES:
-        fractions = sub["remove_fractions"] if strategy.startswith("remove") else sub["select_fractions"]
-        pairs += [(strategy, control_of(strategy), f) for f in fractions]
-    return pairs
+    return [
+        (strategy, control_of(strategy), f)
+        for strategy in RANKED_STRATEGIES
+        for f in fractions_for(strategy, sub["remove_fractions"], sub["select_fractions"])
+    ]
 
 
 @main
@@ -28,7 +28,7 @@ def run(argv=None) -> None:
     results = {}
     for strategy, control, fraction in pairs:
         for name in (strategy, control):
-            path = Path(f"metrics/subsets/{name}-{fraction}.json")
+            path = Path(CELL_PATH.format(strategy=name, fraction=fraction))
             if not path.exists():
                 raise FileNotFoundError(f"subset cell {path} is missing; run `dvc repro` to create it")
             cell = json.loads(path.read_text())

@@ -14,7 +14,7 @@ from sampleval.data.prepared import load_prepared
 from sampleval.experiment import run_subset_cell
 from sampleval.io import write_json
 from sampleval.training import TrainConfig
-from stages._common import log, main, start
+from stages._common import CELL_PATH, log, main, start
 
 
 @main
@@ -33,7 +33,7 @@ def run(argv=None) -> None:
     result = run_subset_cell(
         prepared, TrainConfig.from_params(params), args.strategy, args.fraction, sub["seeds"], sub["stratify"], scores, sub["score"]
     )
-    write_json(f"metrics/subsets/{args.strategy}-{args.fraction}.json", result)
+    write_json(CELL_PATH.format(strategy=args.strategy, fraction=args.fraction), result)
     log.info("%s at %s: mean test %s", args.strategy, args.fraction, result["mean"])
 
 
