@@ -1,21 +1,26 @@
 """Influence estimator cost on CPU: one training epoch vs our fast TracIn vs Captum's TracInCP.
 
-Part 1 (one process): the real digits upsampled to 32 px, SmallCNN and ResNet-18. For each
-model it times one training epoch of the study's recipe (``sampleval.training.train``,
-``epochs=1``), then one checkpoint of our fast aggregate TracIn (forward-mode directional
-derivatives along the summed validation gradient) and of Captum's TracInCP in hook mode
-(per-batch sample-wise gradients), and checks that the two score vectors agree
-(Spearman). Every timed call follows an untimed warm-up on a few samples. Captum's hook mode only sees Conv2d/Linear layers, so for ResNet-18 Captum is
-given those layers and our direction is restricted to the same parameters (zero on the
-BatchNorm parameters), which makes both compute exactly the same quantity.
+Part 1 (one process): the real digits upsampled to 32 px; SmallCNN, ResNet-18 and
+DenseNet-121. For each model it times one training epoch of the study's recipe
+(``sampleval.training.train``, ``epochs=1``, batch 32), then one checkpoint of our fast
+aggregate TracIn with each directional-derivative method (``central``, the default: two
+no-grad forward passes; ``jvp``: forward-mode AD) and of Captum's TracInCP in hook mode
+(per-batch sample-wise gradients), and checks that the score vectors agree (Spearman,
+maximum difference relative to the largest score). Every timed call follows an untimed
+warm-up on a few samples. Captum's hook mode only sees Conv2d/Linear layers, so for the
+BatchNorm networks Captum is given those layers and our direction is restricted to the
+same parameters (zero on the BatchNorm parameters), which makes both compute exactly the
+same quantity. The prototype the issue cites reached 0.45x an epoch (ResNet-18) and
+0.65x (DenseNet-121) per checkpoint on a 2-core CPU.
 
 Part 2 (one subprocess per size, started first while this process is small, because
 ``ru_maxrss`` survives fork/exec): peak resident memory (``resource.getrusage``) of our
-fast TracIn streaming over 10k and 100k synthetic 8x8 samples with the small CNN, then of
-the self-influence pass, against the peak after the data alone: the increase stays flat,
-bounded by the batch size, not by the training-set size.
+fast TracIn streaming from uint8 images (:class:`sampleval.influence.tracin.Samples`, as
+the pipeline does) over 10k and 100k synthetic 16x16 samples with the small CNN, then of
+the self-influence pass, against the peak after the uint8 data alone; and, for
+comparison, the peak after materialising the float copy that streaming avoids.
 
-    python benchmarks/bench_influence.py            # full run (about a minute on 2 idle cores)
+    python benchmarks/bench_influence.py            # full run (a few minutes on 2 idle cores)
     python benchmarks/bench_influence.py --quick    # smaller sizes, for a smoke test
 """
 from __future__ import annotations
@@ -41,11 +46,13 @@ from sampleval.influence.tracin import (  # noqa: E402
     Checkpoint,
     _ReducedLoss,
     directional_derivatives,
-    per_sample_grad_sq_norms,
+    Samples,
+    as_inputs,
+    self_influence_scores,
     summed_gradient,
     tracin_scores,
 )
-from sampleval.training import TrainConfig, make_loss, to_float, train  # noqa: E402
+from sampleval.training import TrainConfig, make_loss, train  # noqa: E402
 
 
 def digits_32(n_train: int, n_val: int, seed: int = 0):
@@ -88,67 +95,56 @@ def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_siz
     return tracin.influence(val_t, k=None, show_progress=False).sum(0).double().numpy()
 
 
-def ours_restricted(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, keep: set[str]):
+def ours_restricted(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, keep: set[str], method: str):
     """Our fast TracIn with the direction zeroed outside the parameters in ``keep``."""
     model.load_state_dict(ckpt.state)
     model.eval()
     g = summed_gradient(model, loss_fn, *val_t, batch_size=batch_size)
     g = {k: (v if k in keep else torch.zeros_like(v)) for k, v in g.items()}
-    return ckpt.lr * directional_derivatives(model, loss_fn, g, *train_t, batch_size=batch_size).double().numpy()
+    return ckpt.lr * directional_derivatives(model, loss_fn, g, *train_t, batch_size=batch_size, method=method).numpy()
+
+
+def _agreement(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, ref).statistic), float(np.abs(a - ref).max() / np.abs(ref).max())
 
 
 def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
-    from scipy.stats import spearmanr
-
     x, y, xv, yv = digits_32(n_train, n_val)
-    cfg = TrainConfig(model=name, epochs=1, batch_size=64, lr=3e-3, device="cpu")
+    cfg = TrainConfig(model=name, epochs=1, batch_size=32, lr=3e-3, device="cpu")
     train(x[:64], y[:64], xv[:8], yv[:8], "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs)
     res, t_epoch = _timed(lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0))
     model, loss_fn = res.model, make_loss("multiclass", cfg, y)
     ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
-    train_t = (to_float(torch.from_numpy(x)), torch.from_numpy(y))
-    val_t = (to_float(torch.from_numpy(xv)), torch.from_numpy(yv))
+    train_s, val_s = Samples(x, y, "multiclass"), Samples(xv, yv, "multiclass")  # streamed from uint8, as in the pipeline
+    train_t, val_t = as_inputs(x, y, "multiclass"), as_inputs(xv, yv, "multiclass")  # Captum needs the float tensors
 
     hookable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     keep = {f"{m}.{p}" for m in hookable for p, _ in dict(model.named_modules())[m].named_parameters(recurse=False)}
-    all_params = {k for k, _ in model.named_parameters()}
-    restricted = keep != all_params
-    # untimed warm-ups of both code paths on a few samples
+    restricted = keep != {k for k, _ in model.named_parameters()}
+    # untimed warm-ups of every code path on a few samples
     few, few_val = (train_t[0][:8], train_t[1][:8]), (val_t[0][:4], val_t[1][:4])
-    tracin_scores(model, loss_fn, [ckpt], few, few_val, batch_size, with_self_influence=False, progress=False)
+    for method in ("central", "jvp"):
+        tracin_scores(model, loss_fn, [ckpt], few, few_val, batch_size, progress=False, method=method)
     captum_hook_mode(model, loss_fn, ckpt, few, few_val, batch_size, hookable if restricted else None)
-    ours_full, t_ours = _timed(
-        lambda: tracin_scores(model, loss_fn, [ckpt], train_t, val_t, batch_size, with_self_influence=False, progress=False)["tracin"]
-    )
-    central, t_central = _timed(
-        lambda: tracin_scores(model, loss_fn, [ckpt], train_t, val_t, batch_size, with_self_influence=False, progress=False, method="central")["tracin"]
-    )
-    if restricted:
-        ours, t_ours_r = _timed(lambda: ours_restricted(model, loss_fn, ckpt, train_t, val_t, batch_size, keep))
-    else:
-        ours, t_ours_r = ours_full, t_ours
-    ref, t_captum = _timed(lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, hookable if restricted else None))
-    rho = float(spearmanr(ours, ref).statistic)
-    rel = float(np.abs(ours - ref).max() / np.abs(ref).max())
-    n_params = sum(p.numel() for p in model.parameters())
-    return {
-        "model": name,
-        "params": n_params,
-        "n_train": n_train,
-        "n_val": n_val,
-        "epoch_s": t_epoch,
-        "ours_s": t_ours,
-        "ours_same_params_s": t_ours_r,
-        "captum_s": t_captum,
-        "captum_over_ours": t_captum / t_ours_r,
-        "ours_over_epoch": t_ours / t_epoch,
-        "central_over_epoch": t_central / t_epoch,
-        "central_spearman_vs_jvp": float(spearmanr(central, ours_full).statistic),
-        "central_max_rel_vs_jvp": float(np.abs(central - ours_full).max() / np.abs(ours_full).max()),
-        "spearman": rho,
-        "max_rel_diff": rel,
-        "captum_params": "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all",
-    }
+    row = {"model": name, "params": sum(p.numel() for p in model.parameters()), "n_train": n_train, "n_val": n_val, "epoch_s": t_epoch}
+    full = {}
+    for method in ("central", "jvp"):
+        full[method], row[f"{method}_s"] = _timed(
+            lambda: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]
+        )
+    ref, row["captum_s"] = _timed(lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, hookable if restricted else None))
+    for method in ("central", "jvp"):
+        if restricted:
+            same, t_same = _timed(lambda: ours_restricted(model, loss_fn, ckpt, train_s.raw, val_s.raw, batch_size, keep, method))
+        else:
+            same, t_same = full[method], row[f"{method}_s"]
+        row[f"{method}_over_epoch"] = row[f"{method}_s"] / t_epoch
+        row[f"captum_over_{method}"] = row["captum_s"] / t_same
+        row[f"{method}_spearman"], row[f"{method}_max_rel"] = _agreement(same, ref)
+    row["captum_params"] = "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all"
+    return row
 
 
 def _vm_hwm_kb() -> int | None:
@@ -164,36 +160,38 @@ def _vm_hwm_kb() -> int | None:
 
 
 def rss_child(n: int, batch_size: int) -> None:
-    """Run in a subprocess: peak RSS after the data, then after streaming TracIn over it."""
+    """Run in a subprocess: peak RSS after the uint8 data, after streaming TracIn over it,
+    after self-influence, and after materialising the float copy (for comparison)."""
     from sampleval.losses import TrainingLoss
     from sampleval.models import SmallCNN
 
+    side = 16
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n, 1, 8, 8, generator=gen) * 2 - 1
-    y = torch.randint(0, 10, (n,), generator=gen)
-    xv, yv = x[:256].clone(), y[:256].clone()
-    model = SmallCNN(1, 10, 8)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 1, side, side), dtype=np.uint8)
+    labels = rng.integers(0, 10, n)
+    train_s, val_s = Samples(images, labels, "multiclass"), Samples(images[:256], labels[:256], "multiclass")
+    model = SmallCNN(1, 10, side)
     ckpt = Checkpoint(1, 1e-3, {k: v.clone() for k, v in model.state_dict().items()})
     loss_fn = TrainingLoss("multiclass", 2.0, 0.05)
     peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # noqa: E731
+    # untimed warm-ups on one batch (one-off allocations still count in the peak)
+    warm = Samples(images[:batch_size], labels[:batch_size], "multiclass")
+    tracin_scores(model, loss_fn, [ckpt], warm, val_s, batch_size, progress=False)
+    self_influence_scores(model, loss_fn, [ckpt], warm, batch_size=128, progress=False)
     before = peak()
-    # untimed warm-up on one batch (one-off allocations still count in the peak)
-    tracin_scores(model, loss_fn, [ckpt], (x[:batch_size], y[:batch_size]), (xv, yv), batch_size, progress=False)
-    t = time.perf_counter()
-    out = tracin_scores(model, loss_fn, [ckpt], (x, y), (xv, yv), batch_size, with_self_influence=False, progress=False)
-    t_fast = time.perf_counter() - t
+    out, t_fast = _timed(lambda: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False))
     after_fast = peak()
-    t = time.perf_counter()
-    self_inf = per_sample_grad_sq_norms(model, loss_fn, x, y, batch_size=128)
-    t_self = time.perf_counter() - t
+    self_inf, t_self = _timed(lambda: self_influence_scores(model, loss_fn, [ckpt], train_s, batch_size=128, progress=False))
     after_self = peak()
-    assert out["tracin"].shape == (n,) and self_inf.shape == (n,)
-    data_mb = (x.numel() * 4 + y.numel() * 8) / 2**20
+    assert out["tracin"].shape == (n,) and self_inf.shape == (n,) and train_s._tensors is None
+    x, _ = train_s  # the float copy the streaming path never makes
+    after_float = peak()
     print(
         json.dumps(
             {
-                "n": n, "data_mb": data_mb, "peak_before_kb": before, "peak_fast_kb": after_fast, "peak_self_kb": after_self,
+                "n": n, "side": side, "data_mb": (images.nbytes + labels.nbytes) / 2**20, "float_mb": x.numel() * 4 / 2**20,
+                "peak_before_kb": before, "peak_fast_kb": after_fast, "peak_self_kb": after_self, "peak_float_kb": after_float,
                 "vm_hwm_kb": _vm_hwm_kb(), "fast_s": t_fast, "self_s": t_self,
             }
         )
@@ -232,7 +230,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rss-child", type=int)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline uses 1: stable timings on a shared 2-core VM)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.rss_child:
@@ -243,7 +241,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     print(f"# bench_influence  {dt.datetime.now().isoformat(timespec='seconds')}")
     print(f"# {machine()}")
-    runs = [("small_cnn", 512, 128, 64), ("resnet18", 256, 32, 32)]
+    runs = [("small_cnn", 512, 128, 128), ("resnet18", 256, 64, 128), ("densenet121", 128, 32, 64)]
     sizes = (10_000, 100_000)
     if args.quick:
         runs = [("small_cnn", 128, 32, 32), ("resnet18", 64, 8, 16)]
@@ -251,39 +249,41 @@ def main() -> None:
     memory = [rss(n, args.batch_size, args.threads) for n in sizes]  # first, while this process is small
 
     print()
-    print("Training one epoch vs one TracIn checkpoint (digits upsampled to 32 px):")
+    print("One training epoch (batch 32) vs one TracIn checkpoint, digits upsampled to 32 px; agreement with Captum on the same parameters:")
     print()
     print(
-        "| model | params | n train / val | 1 epoch (s) | ours (s) | ours, Captum's params (s) | Captum hook (s) | Captum / ours "
-        "| ours / epoch | Spearman | max rel diff | Captum sees | central diff / epoch | central vs jvp: Spearman, max rel diff |"
+        "| model | params | n train / val | 1 epoch (s) | central (s) | central / epoch | jvp (s) | jvp / epoch | Captum hook (s) "
+        "| Captum / central | Captum / jvp | central vs Captum: Spearman, max rel diff | jvp vs Captum: Spearman, max rel diff | Captum sees |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, n_train, n_val, bs in runs:
         r = compare(name, n_train, n_val, bs)
         print(
-            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['ours_s']:.2f} | "
-            f"{r['ours_same_params_s']:.2f} | {r['captum_s']:.2f} | {r['captum_over_ours']:.1f}x | {r['ours_over_epoch']:.2f}x | "
-            f"{r['spearman']:.6f} | {r['max_rel_diff']:.1e} | {r['captum_params']} | {r['central_over_epoch']:.2f}x | "
-            f"{r['central_spearman_vs_jvp']:.6f}, {r['central_max_rel_vs_jvp']:.1e} |",
+            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['central_s']:.2f} | "
+            f"{r['central_over_epoch']:.2f}x | {r['jvp_s']:.2f} | {r['jvp_over_epoch']:.2f}x | {r['captum_s']:.2f} | "
+            f"{r['captum_over_central']:.1f}x | {r['captum_over_jvp']:.1f}x | {r['central_spearman']:.6f}, {r['central_max_rel']:.1e} | "
+            f"{r['jvp_spearman']:.6f}, {r['jvp_max_rel']:.1e} | {r['captum_params']} |",
             flush=True,
         )
     print()
     print(
-        f"Peak RSS (ru_maxrss) streaming over synthetic 8x8 data, SmallCNN, one checkpoint: our fast TracIn (batch {args.batch_size}), "
-        "then self-influence (vmap per-sample gradients, batch 128):"
+        f"Peak RSS (ru_maxrss) streaming from uint8 16x16 images, SmallCNN, one checkpoint: fast TracIn (central, batch {args.batch_size}), "
+        "then self-influence (vmap per-sample gradients, batch 128), then the float copy of the data that streaming avoids:"
     )
     print()
     print(
-        "| n samples | data (MB) | peak after data (MB) | peak after fast TracIn (MB) | increase (MB) | fast TracIn (s) "
-        "| peak after self-influence (MB) | self-influence (s) |"
+        "| n samples | uint8 data (MB) | peak after data and warm-up (MB) | after fast TracIn (MB) | increase (MB) | fast TracIn (s) "
+        "| after self-influence (MB) | self-influence (s) | float copy (MB) | after float copy (MB) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in memory:
-        mb = {k: r[k] / 1024 for k in ("peak_before_kb", "peak_fast_kb", "peak_self_kb")}
+        mb = {k: r[k] / 1024 for k in ("peak_before_kb", "peak_fast_kb", "peak_self_kb", "peak_float_kb")}
         print(
             f"| {r['n']:,} | {r['data_mb']:.1f} | {mb['peak_before_kb']:.0f} | {mb['peak_fast_kb']:.0f} | "
-            f"{mb['peak_fast_kb'] - mb['peak_before_kb']:.1f} | {r['fast_s']:.1f} | {mb['peak_self_kb']:.0f} | {r['self_s']:.1f} |"
+            f"{mb['peak_fast_kb'] - mb['peak_before_kb']:.1f} | {r['fast_s']:.1f} | {mb['peak_self_kb']:.0f} | {r['self_s']:.1f} | "
+            f"{r['float_mb']:.0f} | {mb['peak_float_kb']:.0f} |"
         )
+
 
 if __name__ == "__main__":
     main()

@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from sampleval.influence.tracin import Checkpoint, tracin_scores
-from sampleval.training import TrainConfig, to_float, train
+from sampleval.influence.tracin import Checkpoint, Samples, tracin_scores
+from sampleval.training import TrainConfig, train
 
 NIH_TRAIN = 78_000  # about 90 % of the official train_val list (86,524 images)
 NIH_VAL = 8_500
@@ -53,14 +53,15 @@ def main() -> None:
     epoch_s = float(np.median(np.diff(times))) if len(times) > 1 else times[0]
     train_ips = args.n / epoch_s
 
-    model = res.model.eval()
-    xt, yt = to_float(torch.from_numpy(x)), torch.from_numpy(y)
+    model = res.model.eval().float()
     device = next(model.parameters()).device
     ck = [Checkpoint(1, 1e-4, {k: v.to(device) for k, v in res.best_state.items()})]
-    model = model.float()
+    train_s, val_s = Samples(x, y, "multilabel"), Samples(x[:64], y[:64], "multilabel")  # streamed from uint8, as in the pipeline
+    tracin_scores(model, res.loss_fn, ck, Samples(x[:64], y[:64], "multilabel"), val_s, batch_size=args.batch, progress=False)  # warm-up
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    tracin_scores(model, res.loss_fn, ck, (xt.to(device), yt.to(device)), (xt[:64].to(device), yt[:64].to(device)),
-                  batch_size=args.batch, with_self_influence=False, progress=False)
+    tracin_scores(model, res.loss_fn, ck, train_s, val_s, batch_size=args.batch, progress=False)  # central differences, the default
     if cuda:
         torch.cuda.synchronize()
     infl_ips = args.n / (time.perf_counter() - start)

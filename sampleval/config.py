@@ -97,6 +97,7 @@ def class_pairs() -> Spec:
 MODELS = ("small_cnn", "resnet18", "densenet121")
 ESTIMATORS = (
     "tracin",
+    "self_influence",
     "tracincp",
     "tracin_last_layer",
     "tracin_randproj",
@@ -156,7 +157,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": integer(1, 100000),
         "damping": number(0, 1e6),
         "cg_iterations": integer(1, 10000),
-        "tracin_method": choice("jvp", "central"),
+        "tracin_method": choice("central", "jvp"),
         "explain_top_k": integer(1, 100),
         "explain_n_test": integer(0, 1000),
     },

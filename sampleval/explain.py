@@ -79,7 +79,7 @@ def test_influence(
         model.eval()
         for j in range(len(test_x)):
             g = summed_gradient(model, loss_fn, test_x[j : j + 1], test_y[j : j + 1])
-            out[j] += ckpt.lr * directional_derivatives(model, loss_fn, g, *train, batch_size=batch_size).double().numpy()
+            out[j] += ckpt.lr * directional_derivatives(model, loss_fn, g, *train, batch_size=batch_size, method="jvp").numpy()
     return out
 
 

@@ -98,5 +98,4 @@ def influence_summary(table: pd.DataFrame, methods: list[str]) -> dict:
             "pearson": float(st.pearsonr(a, b).statistic),
             "max_rel_error": float(np.abs(a - b).max() / np.abs(b).max()),
         }
-        out["agreement"]["within_1e-4"] = bool(out["agreement"]["max_rel_error"] <= 1e-4)
     return out

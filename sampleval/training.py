@@ -109,6 +109,21 @@ def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
     return torch.tensor(np.asarray(y), dtype=torch.float32 if task == "multilabel" else torch.long)
 
 
+def gather_images(x: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """uint8 rows ``x[idx]`` as a fresh tensor, read from a (possibly memory-mapped) array.
+
+    The one way batches are cut from image arrays, for training and influence alike. For
+    grayscale images the stride of the size-1 channel axis is arbitrary (numpy picks it
+    case by case), yet it decides the memory format PyTorch's CPU convolutions choose;
+    it is fixed here to the channels-last reading (stride 1), which gives the default
+    SmallCNN a 3x faster forward pass on the CPU (ResNet-18, DenseNet-121: no change)."""
+    t = torch.from_numpy(np.ascontiguousarray(x[idx]))
+    if t.ndim == 4 and t.shape[1] == 1:
+        _, _, h, w = t.shape
+        t = t.as_strided(t.shape, (h * w, 1, w, 1))
+    return t
+
+
 class _Batches(torch.utils.data.Dataset):
     """Whole batches gathered from a (possibly memory-mapped) uint8 image array."""
 
@@ -120,7 +135,7 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.batches[i]
-        return torch.from_numpy(np.ascontiguousarray(self.x[idx.numpy()])), self.y[idx]
+        return gather_images(self.x, idx.numpy()), self.y[idx]
 
 
 def batch_loader(x: np.ndarray, y: torch.Tensor, batches: list[torch.Tensor], num_workers: int = 0, pin: bool = False):

@@ -25,6 +25,7 @@ def run(argv=None) -> None:
     params = start("fidelity")
     f, seed = params["fidelity"], params["seed"]
     methods = params["influence"]["methods"]
+    predictors = [m for m in methods if m != "self_influence"]  # a magnitude, not a signed prediction of the loss change
     prepared = load_prepared("data/prepared")
     tr, va = prepared.split("train"), prepared.split("val")
     scores = pd.read_parquet("data/influence/scores.parquet", columns=["sample_id", *methods])
@@ -38,7 +39,7 @@ def run(argv=None) -> None:
 
     out: dict = {"n_points": int(len(idx)), "n_subsets": int(f["n_subsets"]), "network": {}}
     rows = []
-    for m in methods:
+    for m in predictors:
         predicted = scores[m].to_numpy(float)
         c = fid.correlations(predicted[idx], loo["loss_increase"].to_numpy())
         out["network"][m] = {

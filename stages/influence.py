@@ -1,7 +1,8 @@
 """influence: one estimator over the saved checkpoints -> data/influence/methods/<method>.parquet.
 
 One DVC stage per estimator (a matrix over influence.methods), so that adding an
-estimator computes only the new one.
+estimator computes only the new one. The streaming estimators (tracin, self_influence)
+run on train.device (auto: CUDA when available); the others on the CPU.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 from sampleval.data.prepared import load_prepared
 from sampleval.influence import make_context, run_estimator
 from sampleval.io import write_parquet
-from sampleval.training import TrainConfig
+from sampleval.training import TrainConfig, pick_device
 from stages._common import log, main, start
 
 
@@ -24,10 +25,13 @@ def run(argv=None) -> None:
     params = start(f"influence:{args.method}")
     inf = params["influence"]
     prepared = load_prepared("data/prepared")
+    cfg = TrainConfig.from_params(params)
+    device = pick_device(cfg.device)
     ctx = make_context(
-        prepared, TrainConfig.from_params(params), "models/checkpoints", "models/model.pt",
-        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"],
+        prepared, cfg, "models/checkpoints", "models/model.pt",
+        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"], device,
     )
+    log.info("%s on %s", args.method, device if args.method in ("tracin", "self_influence") else "cpu")
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})
     write_parquet(f"data/influence/methods/{args.method}.parquet", df)

@@ -49,7 +49,7 @@ def make_repo(base: Path, edit) -> Path:
     shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["epochs"] = 3
-    params["influence"]["methods"] = ["tracin"]
+    params["influence"]["methods"] = ["tracin", "self_influence"]
     params["subsets"].update(remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
     params["fidelity"].update(n_points=5, n_subsets=4)

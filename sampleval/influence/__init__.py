@@ -3,7 +3,12 @@
 An estimator is a function ``estimate(ctx: InfluenceContext) -> dict[str, np.ndarray]``
 returning one float64 array per output column, one entry per training sample, in the
 order of ``ctx.train``. Its main column is named like the estimator; extra columns
-start with the estimator's name (``tracin`` also returns ``self_influence``).
+start with the estimator's name (``tracin`` also returns ``tracin_epoch_NNN`` per checkpoint).
+
+``ctx.train`` and ``ctx.val`` unpack into model-ready float tensors (``x, y = ctx.train``);
+in the pipeline they are :class:`~sampleval.influence.tracin.Samples`, which stream
+from the uint8 images for the estimators built to scale (``tracin``, ``self_influence``,
+which also run on ``ctx.device``) and materialise the float tensors for the others.
 
 Sign convention for every estimator: positive = helpful (the sample lowers the
 validation loss); negative = harmful.
@@ -18,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .tracin import Checkpoint
+from .tracin import Checkpoint, Samples, n_samples
 
 # name -> "module:function", imported on use so that one estimator's dependencies
 # never slow down or break another.
 REGISTRY: dict[str, str] = {
     "tracin": "sampleval.influence.tracin:estimate_tracin",
+    "self_influence": "sampleval.influence.tracin:estimate_self_influence",
     "tracincp": "sampleval.influence.tracin:estimate_tracincp",
     "if_cg": "sampleval.influence.hessian:estimate_if_cg",
     "if_lissa": "sampleval.influence.hessian:estimate_if_lissa",
@@ -43,15 +49,16 @@ class InfluenceContext:
     loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
     checkpoints: list[Checkpoint]  # per-epoch states with the learning rate of each epoch
     final_state: dict  # weights of the model selected on validation
-    train: tuple[torch.Tensor, torch.Tensor]  # model-ready inputs and targets
-    val: tuple[torch.Tensor, torch.Tensor]
+    train: Samples | tuple[torch.Tensor, torch.Tensor]  # unpacks into model-ready inputs and targets
+    val: Samples | tuple[torch.Tensor, torch.Tensor]
     task: str
     n_classes: int
     batch_size: int = 256
     damping: float = 0.01
     cg_iterations: int = 100
     seed: int = 0
-    tracin_method: str = "jvp"  # directional derivatives: 'jvp' (exact) or 'central' (faster)
+    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
     extra: dict = field(default_factory=dict)
 
 
@@ -64,7 +71,7 @@ def get_estimator(name: str) -> Callable:
 
 def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
     columns = get_estimator(name)(ctx)
-    n = len(ctx.train[0])
+    n = n_samples(ctx.train)
     if name not in columns:
         raise RuntimeError(f"estimator {name} returned no '{name}' column")
     for col, values in columns.items():
@@ -74,12 +81,13 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
 
 
 def make_context(
-    prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "jvp"
+    prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "central",
+    device: torch.device | None = None,
 ) -> InfluenceContext:
     """Everything an estimator needs, from the prepared data and the training outputs."""
     from ..models import build_model
     from ..training import list_checkpoints, load_checkpoint, make_loss
-    from .tracin import as_inputs, load_checkpoints
+    from .tracin import load_checkpoints
 
     tr, va = prepared.split("train"), prepared.split("val")
     model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
@@ -88,8 +96,8 @@ def make_context(
         loss_fn=make_loss(prepared.task, cfg, tr.y),
         checkpoints=load_checkpoints(list_checkpoints(checkpoint_dir)),
         final_state=load_checkpoint(final_model_path)["model"],
-        train=as_inputs(tr.x, tr.y, prepared.task),
-        val=as_inputs(va.x, va.y, prepared.task),
+        train=Samples(tr.x, tr.y, prepared.task),
+        val=Samples(va.x, va.y, prepared.task),
         task=prepared.task,
         n_classes=prepared.n_classes,
         batch_size=batch_size,
@@ -97,5 +105,6 @@ def make_context(
         cg_iterations=cg_iterations,
         seed=seed,
         tracin_method=tracin_method,
+        device=device or torch.device("cpu"),
         extra={"train_images": tr.x, "train_labels": tr.y},
     )
