@@ -26,12 +26,10 @@ def run(argv=None) -> None:
     inf = params["influence"]
     prepared = load_prepared("data/prepared")
     cfg = TrainConfig.from_params(params)
-    device = pick_device(cfg.device)
     ctx = make_context(
         prepared, cfg, "models/checkpoints", "models/model.pt",
-        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"], device,
+        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"], pick_device(cfg.device),
     )
-    log.info("%s on %s", args.method, device if args.method in ("tracin", "self_influence") else "cpu")
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})
     write_parquet(f"data/influence/methods/{args.method}.parquet", df)

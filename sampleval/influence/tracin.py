@@ -28,6 +28,7 @@ size, never by the number of samples. :class:`Samples` carries a split in that f
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from torch.func import functional_call, grad, jvp, vmap
 from tqdm.auto import tqdm
 
 from ..training import gather_images, load_checkpoint, target_tensor, to_float
+
+log = logging.getLogger(__name__)
 
 METHODS = ("central", "jvp")
 
@@ -358,6 +361,8 @@ class _ReducedLoss:
 
 
 def _on_device(ctx) -> nn.Module:
+    """The model on ``ctx.device``: the streaming estimators run there, the others on the CPU."""
+    log.info("running on %s", ctx.device)
     return ctx.model.to(ctx.device)
 
 
