@@ -4,21 +4,26 @@ Part 1 (one process): the real digits upsampled to 32 px; SmallCNN, ResNet-18 an
 DenseNet-121. For each model it times one training epoch of the study's recipe
 (``sampleval.training.train``, ``epochs=1``, batch 32), then one checkpoint of our fast
 aggregate TracIn with each directional-derivative method (``central``, the default: two
-no-grad forward passes; ``jvp``: forward-mode AD) and of Captum's TracInCP in hook mode
-(per-batch sample-wise gradients), and checks that the score vectors agree (Spearman,
-maximum difference relative to the largest score). Every timed call follows an untimed
-warm-up on a few samples. Captum's hook mode only sees Conv2d/Linear layers, so for the
-BatchNorm networks Captum is given those layers and our direction is restricted to the
-same parameters (zero on the BatchNorm parameters), which makes both compute exactly the
-same quantity. The prototype the issue cites reached 0.45x an epoch (ResNet-18) and
-0.65x (DenseNet-121) per checkpoint on a 2-core CPU.
+no-grad forward passes; ``jvp``: forward-mode AD), the epoch and the central TracIn again
+in channels-last layout (``train.channels_last``), and Captum's TracInCP in hook mode
+(per-batch sample-wise gradients, default layout: it cannot read channels-last
+gradients); then it checks that the score vectors agree (Spearman, maximum difference
+relative to the largest score). Every time is the median of ``--repeats`` runs after an
+untimed warm-up. Captum's hook mode only sees Conv2d/Linear layers, so for the BatchNorm
+networks Captum is given those layers and, for the agreement, our direction is restricted
+to the same parameters (zero on the BatchNorm parameters: the same cost), which makes
+both compute exactly the same quantity. The prototype the issue cites reached 0.45x an
+epoch (ResNet-18) and 0.65x (DenseNet-121) per checkpoint on a 2-core CPU.
 
-Part 2 (one subprocess per size, started first while this process is small, because
-``ru_maxrss`` survives fork/exec): peak resident memory (``resource.getrusage``) of our
-fast TracIn streaming from uint8 images (:class:`sampleval.influence.tracin.Samples`, as
-the pipeline does) over 10k and 100k synthetic 16x16 samples with the small CNN, then of
-the self-influence pass, against the peak after the uint8 data alone; and, for
-comparison, the peak after materialising the float copy that streaming avoids.
+Part 2 (one subprocess per size and allocator setting, started first while this process
+is small, because ``ru_maxrss`` survives fork/exec): peak resident memory
+(``resource.getrusage``) of our fast TracIn streaming from uint8 images
+(:class:`sampleval.influence.tracin.Samples`, as the pipeline does) over 10k and 100k
+synthetic 16x16 samples with the small CNN, then of the self-influence pass, against the
+peak after the uint8 data alone; and, for comparison, the peak after materialising the
+float copy that streaming avoids. Each size runs with glibc's default allocator settings
+and with a fixed mmap threshold: the default's peak varies from run to run (heap
+fragmentation), the fixed one's does not.
 
     python benchmarks/bench_influence.py            # full run (a few minutes on 2 idle cores)
     python benchmarks/bench_influence.py --quick    # smaller sizes, for a smoke test
@@ -33,6 +38,7 @@ import platform
 import resource
 import subprocess
 import sys
+import statistics
 import time
 from pathlib import Path
 
@@ -73,6 +79,16 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def _median_time(fn, repeats: int):
+    """``(last result, median wall time)`` over ``repeats`` calls: single timings of
+    sub-second calls swing by a third with the machine's state (allocator, caches)."""
+    times = []
+    for _ in range(repeats):
+        out, t = _timed(fn)
+        times.append(t)
+    return out, statistics.median(times)
+
+
 def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, layers: list[str] | None):
     from captum.influence import TracInCP
     from torch.utils.data import TensorDataset
@@ -110,39 +126,40 @@ def _agreement(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(spearmanr(a, ref).statistic), float(np.abs(a - ref).max() / np.abs(ref).max())
 
 
-def compare(name: str, n_train: int, n_val: int, batch_size: int) -> dict:
+def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int) -> dict:
+    """One model: training epoch, our fast TracIn (both methods; then channels-last), Captum,
+    each the median of ``repeats`` runs after an untimed warm-up. The layouts run one
+    after the other, never interleaved (alternating them in one process slowed both)."""
     x, y, xv, yv = digits_32(n_train, n_val)
-    cfg = TrainConfig(model=name, epochs=1, batch_size=32, lr=3e-3, device="cpu")
-    train(x[:64], y[:64], xv[:8], yv[:8], "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs)
-    res, t_epoch = _timed(lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0))
-    model, loss_fn = res.model, make_loss("multiclass", cfg, y)
-    ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
     train_s, val_s = Samples(x, y, "multiclass"), Samples(xv, yv, "multiclass")  # streamed from uint8, as in the pipeline
     train_t, val_t = as_inputs(x, y, "multiclass"), as_inputs(xv, yv, "multiclass")  # Captum needs the float tensors
-
+    row = {"model": name, "n_train": n_train, "n_val": n_val}
+    full = {}
+    for layout in ("default", "channels_last"):
+        cfg = TrainConfig(model=name, epochs=1, batch_size=32, lr=3e-3, device="cpu", channels_last=layout == "channels_last")
+        train(x[:64], y[:64], xv[:8], yv[:8], "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs)
+        res, row[f"{layout}_epoch_s"] = _median_time(lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0), repeats)
+        model, loss_fn = res.model, make_loss("multiclass", cfg, y)
+        ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
+        for method in ("central", "jvp") if layout == "default" else ("central",):
+            run = lambda: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]  # noqa: E731
+            run()  # warm-up
+            full[method, layout], t = _median_time(run, repeats)
+            row[f"{layout}_{method}_s"], row[f"{layout}_{method}_over_epoch"] = t, t / row[f"{layout}_epoch_s"]
+    model = model.to(memory_format=torch.contiguous_format)  # Captum cannot read channels-last gradients
+    row["params"] = sum(p.numel() for p in model.parameters())
     hookable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     keep = {f"{m}.{p}" for m in hookable for p, _ in dict(model.named_modules())[m].named_parameters(recurse=False)}
     restricted = keep != {k for k, _ in model.named_parameters()}
-    # untimed warm-ups of every code path on a few samples
-    few, few_val = (train_t[0][:8], train_t[1][:8]), (val_t[0][:4], val_t[1][:4])
+    layers = hookable if restricted else None
+    captum_hook_mode(model, loss_fn, ckpt, (train_t[0][:8], train_t[1][:8]), (val_t[0][:4], val_t[1][:4]), batch_size, layers)  # warm-up
+    ref, row["captum_s"] = _median_time(lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, layers), repeats)
     for method in ("central", "jvp"):
-        tracin_scores(model, loss_fn, [ckpt], few, few_val, batch_size, progress=False, method=method)
-    captum_hook_mode(model, loss_fn, ckpt, few, few_val, batch_size, hookable if restricted else None)
-    row = {"model": name, "params": sum(p.numel() for p in model.parameters()), "n_train": n_train, "n_val": n_val, "epoch_s": t_epoch}
-    full = {}
-    for method in ("central", "jvp"):
-        full[method], row[f"{method}_s"] = _timed(
-            lambda: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]
-        )
-    ref, row["captum_s"] = _timed(lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, hookable if restricted else None))
-    for method in ("central", "jvp"):
-        if restricted:
-            same, t_same = _timed(lambda: ours_restricted(model, loss_fn, ckpt, train_s.raw, val_s.raw, batch_size, keep, method))
-        else:
-            same, t_same = full[method], row[f"{method}_s"]
-        row[f"{method}_over_epoch"] = row[f"{method}_s"] / t_epoch
-        row[f"captum_over_{method}"] = row["captum_s"] / t_same
+        # Captum's quantity: with BatchNorm, our direction restricted to Captum's layers (same cost)
+        same = ours_restricted(model, loss_fn, ckpt, train_s.raw, val_s.raw, batch_size, keep, method) if restricted else full[method, "default"]
         row[f"{method}_spearman"], row[f"{method}_max_rel"] = _agreement(same, ref)
+        row[f"captum_over_{method}"] = row["captum_s"] / row[f"default_{method}_s"]
+    row["captum_over_central_cl"] = row["captum_s"] / row["channels_last_central_s"]
     row["captum_params"] = "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all"
     return row
 
@@ -198,10 +215,17 @@ def rss_child(n: int, batch_size: int) -> None:
     )
 
 
-def rss(n: int, batch_size: int, threads: int) -> dict:
+# glibc's malloc moves its mmap threshold with the sizes it has freed, so which activations
+# land on the heap (and fragment it) differs from run to run: the peak of the same code
+# varied between +0 and +0.9 GB. A fixed threshold makes the peak reproducible (and the
+# code slower: every large tensor is a fresh mmap).
+ALLOCATOR = {"glibc default": {}, "fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+
+
+def rss(n: int, batch_size: int, threads: int, allocator: str) -> dict:
     # ru_maxrss survives fork/exec on Linux, so the children are started while this
     # process is still small (before any model is built); VmHWM is kept in the JSON as a cross-check.
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **ALLOCATOR[allocator]}
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(n), "--batch-size", str(batch_size), "--threads", str(threads)],
         capture_output=True, text=True, env=env, check=True,
@@ -230,6 +254,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rss-child", type=int)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (the median is printed)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline uses 1: stable timings on a shared 2-core VM)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -246,43 +271,52 @@ def main() -> None:
     if args.quick:
         runs = [("small_cnn", 128, 32, 32), ("resnet18", 64, 8, 16)]
         sizes = (2_000, 20_000)
-    memory = [rss(n, args.batch_size, args.threads) for n in sizes]  # first, while this process is small
+    memory = {mode: [rss(n, args.batch_size, args.threads, mode) for n in sizes] for mode in ALLOCATOR}  # first, while this process is small
 
     print()
-    print("One training epoch (batch 32) vs one TracIn checkpoint, digits upsampled to 32 px; agreement with Captum on the same parameters:")
+    print(
+        f"One training epoch (batch 32) vs one TracIn checkpoint, digits upsampled to 32 px; every time the median of "
+        f"{args.repeats} runs after a warm-up; agreement with Captum on the same parameters. Columns `cl`: channels-last "
+        "layout (`train.channels_last`) for the epoch and our TracIn; Captum runs in the default layout (it cannot read "
+        "channels-last gradients)."
+    )
     print()
     print(
-        "| model | params | n train / val | 1 epoch (s) | central (s) | central / epoch | jvp (s) | jvp / epoch | Captum hook (s) "
-        "| Captum / central | Captum / jvp | central vs Captum: Spearman, max rel diff | jvp vs Captum: Spearman, max rel diff | Captum sees |"
+        "| model | params | n train / val | 1 epoch (s) | central (s) | central / epoch | jvp (s) | jvp / epoch "
+        "| cl: 1 epoch (s) | cl: central (s) | cl: central / epoch | Captum hook (s) | Captum / central | Captum / jvp | Captum / cl central "
+        "| central vs Captum: Spearman, max rel diff | jvp vs Captum: Spearman, max rel diff | Captum sees |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, n_train, n_val, bs in runs:
-        r = compare(name, n_train, n_val, bs)
+        r = compare(name, n_train, n_val, bs, args.repeats)
         print(
-            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['epoch_s']:.2f} | {r['central_s']:.2f} | "
-            f"{r['central_over_epoch']:.2f}x | {r['jvp_s']:.2f} | {r['jvp_over_epoch']:.2f}x | {r['captum_s']:.2f} | "
-            f"{r['captum_over_central']:.1f}x | {r['captum_over_jvp']:.1f}x | {r['central_spearman']:.6f}, {r['central_max_rel']:.1e} | "
-            f"{r['jvp_spearman']:.6f}, {r['jvp_max_rel']:.1e} | {r['captum_params']} |",
+            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['default_epoch_s']:.2f} | {r['default_central_s']:.2f} | "
+            f"{r['default_central_over_epoch']:.2f}x | {r['default_jvp_s']:.2f} | {r['default_jvp_over_epoch']:.2f}x | "
+            f"{r['channels_last_epoch_s']:.2f} | {r['channels_last_central_s']:.2f} | {r['channels_last_central_over_epoch']:.2f}x | "
+            f"{r['captum_s']:.2f} | {r['captum_over_central']:.1f}x | {r['captum_over_jvp']:.1f}x | {r['captum_over_central_cl']:.1f}x | "
+            f"{r['central_spearman']:.6f}, {r['central_max_rel']:.1e} | {r['jvp_spearman']:.6f}, {r['jvp_max_rel']:.1e} | {r['captum_params']} |",
             flush=True,
         )
     print()
     print(
         f"Peak RSS (ru_maxrss) streaming from uint8 16x16 images, SmallCNN, one checkpoint: fast TracIn (central, batch {args.batch_size}), "
-        "then self-influence (vmap per-sample gradients, batch 128), then the float copy of the data that streaming avoids:"
+        "then self-influence (vmap per-sample gradients, batch 128), then the float copy of the data that streaming avoids; "
+        "with glibc's default allocator settings and with its mmap threshold fixed (MALLOC_MMAP_THRESHOLD_=131072):"
     )
     print()
     print(
-        "| n samples | uint8 data (MB) | peak after data and warm-up (MB) | after fast TracIn (MB) | increase (MB) | fast TracIn (s) "
+        "| allocator | n samples | uint8 data (MB) | peak after data and warm-up (MB) | after fast TracIn (MB) | increase (MB) | fast TracIn (s) "
         "| after self-influence (MB) | self-influence (s) | float copy (MB) | after float copy (MB) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in memory:
-        mb = {k: r[k] / 1024 for k in ("peak_before_kb", "peak_fast_kb", "peak_self_kb", "peak_float_kb")}
-        print(
-            f"| {r['n']:,} | {r['data_mb']:.1f} | {mb['peak_before_kb']:.0f} | {mb['peak_fast_kb']:.0f} | "
-            f"{mb['peak_fast_kb'] - mb['peak_before_kb']:.1f} | {r['fast_s']:.1f} | {mb['peak_self_kb']:.0f} | {r['self_s']:.1f} | "
-            f"{r['float_mb']:.0f} | {mb['peak_float_kb']:.0f} |"
-        )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for mode, rows in memory.items():
+        for r in rows:
+            mb = {k: r[k] / 1024 for k in ("peak_before_kb", "peak_fast_kb", "peak_self_kb", "peak_float_kb")}
+            print(
+                f"| {mode} | {r['n']:,} | {r['data_mb']:.1f} | {mb['peak_before_kb']:.0f} | {mb['peak_fast_kb']:.0f} | "
+                f"{mb['peak_fast_kb'] - mb['peak_before_kb']:.1f} | {r['fast_s']:.1f} | {mb['peak_self_kb']:.0f} | {r['self_s']:.1f} | "
+                f"{r['float_mb']:.0f} | {mb['peak_float_kb']:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -216,7 +216,7 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     image_size = x_train.shape[-1]
     model = build_model(cfg.model, x_train.shape[1], n_outputs, image_size, cfg.pretrained).to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = make_loss(task, cfg, y_train)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -258,7 +258,7 @@ def train(
             if cfg.augment:
                 xb = augment_batch(xb, gen, flip_augment)
             xb = to_float(xb.to(device, non_blocking=True))
-            if cfg.channels_last and device.type == "cuda":
+            if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = yb.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

@@ -9,8 +9,10 @@ from torch import nn
 from sampleval.influence.tracin import (
     Checkpoint,
     Samples,
+    _batches,
     as_inputs,
     captum_tracincp_scores,
+    directional_derivatives,
     full_float32,
     self_influence_scores,
     tracin_scores,
@@ -128,3 +130,61 @@ def test_unknown_method_is_named():
     model, ckpts, train, val, loss_fn = _tiny()
     with pytest.raises(ValueError, match="central, jvp"):
         tracin_scores(model, loss_fn, ckpts, train, val, progress=False, method="forward")
+
+
+def test_central_difference_restores_the_model_bit_for_bit():
+    """The central difference moves the parameters in place; afterwards (also after an error
+    mid-pass) they are exactly the originals, the train/eval mode is as before, and BatchNorm
+    running statistics were read, never updated."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss_fn = TrainingLoss("multiclass", 2.0, 0.05)
+    x, y = torch.randn(10, 1, 4, 4), torch.randint(0, 4, (10,))
+    direction = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    directional_derivatives(model, loss_fn, direction, x, y, batch_size=4)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+    def failing_loss(logits, target, reduction="none"):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        directional_derivatives(model, failing_loss, direction, x, y, batch_size=4)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("n, batch_size, sizes", [(270, 256, [135, 135]), (256, 256, [256]), (7, 3, [3, 3, 1]), (10, 4, [4, 4, 2]), (100_000, 256, [256] * 390 + [160]), (1, 256, [1]), (0, 8, [])])
+def test_batches_have_near_equal_sizes(n, batch_size, sizes):
+    x, y = torch.arange(n, dtype=torch.float32).reshape(n, 1), torch.arange(n)
+    got = list(_batches(x, y, batch_size))
+    assert [len(b[0]) for b in got] == sizes
+    assert [int(i) for b in got for i in b[1]] == list(range(n))  # every sample once, in order
+
+
+def test_channels_last_context_gives_the_same_scores_and_captum_still_runs():
+    """``train.channels_last`` puts the streaming estimators' model in channels-last layout:
+    the scores equal the default layout's (float64: to rounding, 1e-6 for the central
+    difference, whose step magnifies rounding); Captum, which cannot read
+    channels-last gradients, gets the default layout back."""
+    from sampleval.influence import InfluenceContext, run_estimator
+
+    model, ckpts, train, val, loss_fn = _tiny()
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 4))
+    model = model.double().eval()
+    ckpts = [Checkpoint(c, lr, {k: v + 0.1 * c * torch.ones_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()})
+             for c, lr in ((1, 0.1), (2, 0.05))]
+    runs = {}
+    for channels_last in (False, True):
+        ctx = InfluenceContext(model=model, loss_fn=loss_fn, checkpoints=ckpts, final_state=ckpts[-1].state, train=train, val=val,
+                               task="multiclass", n_classes=4, batch_size=5, channels_last=channels_last)
+        runs[channels_last] = {name: run_estimator(name, ctx)[name] for name in ("tracin", "self_influence")}
+        assert model[3].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        ref = run_estimator("tracincp", ctx)["tracincp"]
+        assert model[3].weight.is_contiguous()
+    for name, rtol in (("tracin", 1e-6), ("self_influence", 1e-9)):  # a difference quotient magnifies rounding
+        np.testing.assert_allclose(runs[True][name], runs[False][name], rtol=rtol, atol=rtol * np.abs(runs[False][name]).max())
+    assert np.abs(runs[True]["tracin"] - ref).max() <= 1e-4 * np.abs(ref).max()

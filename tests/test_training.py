@@ -108,3 +108,15 @@ def test_zero_sample_weight_equals_a_zero_gradient_contribution():
     b = train(x_changed, y, xv, yv, "multiclass", 3, cfg, seed=0, sample_weight=w)
     assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
     assert [h["val_loss"] for h in a.history] != [h["val_loss"] for h in plain.history]
+
+
+def test_channels_last_trains_the_same_model_on_the_cpu():
+    """``train.channels_last`` applies on any device: the model is trained in channels-last
+    layout, and the result equals the default layout's up to float rounding."""
+    x, y = _data()
+    xv, yv = _data(60, seed=1)
+    ref = train(x, y, xv, yv, "multiclass", 3, CFG, seed=0)
+    cl = train(x, y, xv, yv, "multiclass", 3, TrainConfig(epochs=4, batch_size=32, lr=0.01, channels_last=True), seed=0)
+    conv2 = cl.model.features[2].weight  # 32 x 16 x 3 x 3: the layouts differ
+    assert conv2.is_contiguous(memory_format=torch.channels_last) and not conv2.is_contiguous()
+    np.testing.assert_allclose([h["val_loss"] for h in cl.history], [h["val_loss"] for h in ref.history], rtol=1e-4)

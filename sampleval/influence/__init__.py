@@ -59,6 +59,7 @@ class InfluenceContext:
     seed: int = 0
     tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
+    channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
     extra: dict = field(default_factory=dict)
 
 
@@ -106,5 +107,6 @@ def make_context(
         seed=seed,
         tracin_method=tracin_method,
         device=device or torch.device("cpu"),
+        channels_last=cfg.channels_last,
         extra={"train_images": tr.x, "train_labels": tr.y},
     )
