@@ -63,7 +63,6 @@ def main() -> None:
         base = dict(
             model=res.model, loss_fn=res.loss_fn, checkpoints=checkpoints, final_state=res.best_state, train=train_s, val=val_s,
             task="multiclass", n_classes=10, damping=0.1, cg_iterations=100, seed=0,
-            extra={"train_images": images[tr], "train_labels": noisy[tr]},
         )
         print(f"# bench_estimators {datetime.date.today()} | torch {torch.__version__} | {args.threads} thread(s) | "
               f"digits n_train={int(tr.sum())} n_val={int(va.sum())} | SmallCNN {args.epochs} epochs = {args.epochs} checkpoints")

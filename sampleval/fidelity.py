@@ -25,6 +25,7 @@ averaging over several ``seeds`` reduces it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -54,64 +55,71 @@ def summed_val_loss(result, x_val: np.ndarray, y_val: np.ndarray, task: str, los
     return float(loss_fn(logits, target_tensor(y_val, task), reduction="sum"))
 
 
-def _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, loss_fn, keep_order: bool = False) -> float:
-    """Mean over seeds of the summed validation loss after training on ``mask``. With
-    ``keep_order`` the excluded samples keep their places in every minibatch at weight 0."""
-    losses = []
-    for s in seeds:
-        if keep_order:
-            res = trainer(x_train, y_train, x_val, y_val, task, n_outputs, cfg, seed=int(s), sample_weight=mask.astype(np.float32))
-        else:
-            res = trainer(x_train[mask], y_train[mask], x_val, y_val, task, n_outputs, cfg, seed=int(s))
-        losses.append(summed_val_loss(res, x_val, y_val, task, loss_fn))
-    return float(np.mean(losses))
+@dataclass(frozen=True)
+class Retraining:
+    """The fixed part of every ground-truth retraining: the data, the recipe and the
+    yardstick. Retrainings differ only by which training samples they see and the seed.
 
+    ``trainer`` has :func:`~sampleval.training.train`'s signature (tests pass fakes);
+    ``loss_fn`` measures the summed validation loss, by default the training loss built on
+    the full training set: one fixed yardstick for every retraining (a multi-label
+    ``pos_weight`` would otherwise shift with each subset)."""
 
-def _measure(loss_fn, task, cfg, y_train):
-    # One fixed yardstick for every retraining: the training loss built on the full
-    # training set (a multi-label pos_weight would otherwise shift with each subset).
-    return loss_fn if loss_fn is not None else make_loss(task, cfg, y_train)
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    task: str
+    n_outputs: int
+    cfg: TrainConfig
+    trainer: Callable = train
+    loss_fn: Callable | None = None
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    def val_loss(self, mask: np.ndarray, seeds: Sequence[int], keep_order: bool = False) -> float:
+        """Mean over ``seeds`` of the summed validation loss after training on ``mask``. With
+        ``keep_order`` the excluded samples keep their places in every minibatch at weight 0."""
+        measure = self.loss_fn if self.loss_fn is not None else make_loss(self.task, self.cfg, self.y_train)
+        losses = []
+        for s in seeds:
+            if keep_order:
+                res = self.trainer(self.x_train, self.y_train, self.x_val, self.y_val, self.task, self.n_outputs, self.cfg,
+                                   seed=int(s), sample_weight=mask.astype(np.float32))
+            else:
+                res = self.trainer(self.x_train[mask], self.y_train[mask], self.x_val, self.y_val, self.task, self.n_outputs, self.cfg, seed=int(s))
+            losses.append(summed_val_loss(res, self.x_val, self.y_val, self.task, measure))
+        return float(np.mean(losses))
 
 
 def _seeds(seed: int | Sequence[int]) -> list[int]:
     return [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]
 
 
-def leave_one_out(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    task: str,
-    n_outputs: int,
-    cfg: TrainConfig,
-    indices: Sequence[int],
-    seed: int | Sequence[int] = 0,
-    trainer: Callable = train,
-    loss_fn: Callable | None = None,
-) -> pd.DataFrame:
+def leave_one_out(setup: Retraining, indices: Sequence[int], seed: int | Sequence[int] = 0) -> pd.DataFrame:
     """Retrain without each training index in ``indices``.
 
     Returns one row per index: ``index``, ``val_loss_full`` (all samples), ``val_loss_without``
     and ``loss_increase = val_loss_without - val_loss_full`` (summed validation losses,
-    averaged over the seeds when ``seed`` is a list), measured with ``loss_fn`` (default:
-    the training loss built on the full training set).
+    averaged over the seeds when ``seed`` is a list, measured with ``setup``'s yardstick).
 
     The left-out sample keeps its place in every minibatch with weight 0, so the retraining
     sees the same batches in the same order and differs only by that sample's gradient.
     (Dropping it from the array would reshuffle every later batch, and that training noise
-    is as large as the effect being measured.) ``trainer`` must accept ``sample_weight``."""
+    is as large as the effect being measured.) ``setup.trainer`` must accept ``sample_weight``."""
     seeds = _seeds(seed)
-    n = len(x_train)
-    measure = _measure(loss_fn, task, cfg, y_train)
-    full = _fit_loss(np.ones(n, bool), x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure, keep_order=True)
-    rows = []
+    n = setup.n_train
     for i in indices:
         if not 0 <= int(i) < n:
             raise ValueError(f"leave-one-out index {i} is outside 0..{n - 1}")
+    full = setup.val_loss(np.ones(n, bool), seeds, keep_order=True)
+    rows = []
+    for i in indices:
         mask = np.ones(n, bool)
         mask[int(i)] = False
-        without = _fit_loss(mask, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure, keep_order=True)
+        without = setup.val_loss(mask, seeds, keep_order=True)
         rows.append((int(i), full, without, without - full))
         log.info("leave-one-out %d: validation loss %.6g -> %.6g", int(i), full, without)
     return pd.DataFrame(rows, columns=["index", "val_loss_full", "val_loss_without", "loss_increase"])
@@ -131,26 +139,11 @@ def random_subsets(n: int, n_subsets: int, fraction: float = 0.5, seed: int = 0)
     return masks
 
 
-def subset_val_losses(
-    masks: np.ndarray,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    task: str,
-    n_outputs: int,
-    cfg: TrainConfig,
-    seed: int | Sequence[int] = 0,
-    trainer: Callable = train,
-    loss_fn: Callable | None = None,
-) -> np.ndarray:
+def subset_val_losses(setup: Retraining, masks: np.ndarray, seed: int | Sequence[int] = 0) -> np.ndarray:
     """Summed validation loss of the model retrained on each subset (one per mask row),
-    measured with ``loss_fn`` (default: the training loss built on the full training set)."""
+    measured with ``setup``'s yardstick and averaged over the seeds."""
     seeds = _seeds(seed)
-    measure = _measure(loss_fn, task, cfg, y_train)
-    return np.array(
-        [_fit_loss(m, x_train, y_train, x_val, y_val, task, n_outputs, cfg, seeds, trainer, measure) for m in np.asarray(masks, bool)]
-    )
+    return np.array([setup.val_loss(m, seeds) for m in np.asarray(masks, bool)])
 
 
 def linear_datamodeling_score(scores: np.ndarray, masks: np.ndarray, val_losses: np.ndarray) -> float:

@@ -30,12 +30,12 @@ def run(argv=None) -> None:
     tr, va = prepared.split("train"), prepared.split("val")
     scores = pd.read_parquet("data/influence/scores.parquet", columns=["sample_id", *methods])
     cfg = TrainConfig.from_params(params)
-    common = (tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg)
+    setup = fid.Retraining(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg)
 
     idx = fid.sample_points(len(tr.ids), f["n_points"], seed)
-    loo = fid.leave_one_out(*common, idx, seed=seed)
+    loo = fid.leave_one_out(setup, idx, seed=seed)
     masks = fid.random_subsets(len(tr.ids), f["n_subsets"], 0.5, seed)
-    subset_losses = fid.subset_val_losses(masks, *common, seed=seed)
+    subset_losses = fid.subset_val_losses(setup, masks, seed=seed)
 
     out: dict = {"n_points": int(len(idx)), "n_subsets": int(f["n_subsets"]), "network": {}}
     rows = []

@@ -1,5 +1,6 @@
 """Fidelity: correlations and the linear datamodeling score on toys with known answers;
 leave-one-out bookkeeping with a known trainer, and determinism with the real recipe."""
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from sampleval.fidelity import (
+    Retraining,
     convex_leave_one_out,
     correlations,
     leave_one_out,
@@ -80,22 +82,26 @@ def test_linear_datamodeling_score_on_additive_toy():
     values = rng.permutation(40) / 10.0 + 0.05
     x = values[:, None].astype(np.float64)
     small = random_subsets(40, 12, 0.5, seed=2)
-    val_losses = subset_val_losses(
-        small, x, np.zeros(40), np.zeros((5, 1)), np.zeros(5), "multiclass", 1, TrainConfig(), trainer=_additive_trainer(values), loss_fn=_sum_loss
-    )
+    setup = Retraining(x, np.zeros(40), np.zeros((5, 1)), np.zeros(5), "multiclass", 1, TrainConfig(), trainer=_additive_trainer(values), loss_fn=_sum_loss)
+    val_losses = subset_val_losses(setup, small)
     np.testing.assert_allclose(val_losses, 10.0 - small @ values, rtol=1e-6)
     assert linear_datamodeling_score(values, small, val_losses) == pytest.approx(1)
+
+
+def _never(*args, **kwargs):
+    pytest.fail("retrained before the indices were checked")
 
 
 def test_leave_one_out_reports_the_loss_increase_of_each_removal():
     values = np.array([0.5, -0.25, 1.0, 0.125, 2.0])
     x = values[:, None]
-    df = leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [4, 1, 2], trainer=_additive_trainer(values), loss_fn=_sum_loss)
+    setup = Retraining(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), trainer=_additive_trainer(values), loss_fn=_sum_loss)
+    df = leave_one_out(setup, [4, 1, 2])
     assert list(df["index"]) == [4, 1, 2]
     np.testing.assert_allclose(df["val_loss_full"], 10.0 - values.sum(), rtol=1e-6)
     np.testing.assert_allclose(df["loss_increase"], values[[4, 1, 2]], rtol=1e-5)  # removing a helpful sample raises the loss
     with pytest.raises(ValueError, match="outside"):
-        leave_one_out(x, np.zeros(5), np.zeros((4, 1)), np.zeros(4), "multiclass", 1, TrainConfig(), [5], trainer=_additive_trainer(values), loss_fn=_sum_loss)
+        leave_one_out(replace(setup, trainer=_never), [1, 5])  # named before any retraining
 
 
 def test_leave_one_out_with_the_real_recipe_is_deterministic():
@@ -107,8 +113,9 @@ def test_leave_one_out_with_the_real_recipe_is_deterministic():
     cfg = TrainConfig(epochs=2, batch_size=16, device="cpu")
     points = sample_points(60, 3, seed=0)
     assert list(points) == sorted(set(points.tolist())) and len(points) == 3
-    a = leave_one_out(x, y, xv, yv, "multiclass", 10, cfg, points, seed=[0, 1])
-    b = leave_one_out(x, y, xv, yv, "multiclass", 10, cfg, points, seed=[0, 1])
+    setup = Retraining(x, y, xv, yv, "multiclass", 10, cfg)
+    a = leave_one_out(setup, points, seed=[0, 1])
+    b = leave_one_out(setup, points, seed=[0, 1])
     np.testing.assert_array_equal(a["loss_increase"], b["loss_increase"])
     assert (a["val_loss_full"] > 0).all() and np.isfinite(a["loss_increase"]).all()
     assert (a["loss_increase"] != 0).any()

@@ -108,5 +108,4 @@ def make_context(
         tracin_method=tracin_method,
         device=device or torch.device("cpu"),
         channels_last=cfg.channels_last,
-        extra={"train_images": tr.x, "train_labels": tr.y},
     )
