@@ -27,6 +27,7 @@ fragmentation), the fixed one's does not.
 
     python benchmarks/bench_influence.py            # full run (a few minutes on 2 idle cores)
     python benchmarks/bench_influence.py --quick    # smaller sizes, for a smoke test
+    python benchmarks/bench_influence.py --large    # DenseNet-121 at the study's 224 px only (about 6 minutes)
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sampleval.influence.tracin import (  # noqa: E402
     Checkpoint,
+    _batches,
     _ReducedLoss,
     directional_derivatives,
     Samples,
@@ -61,13 +63,13 @@ from sampleval.influence.tracin import (  # noqa: E402
 from sampleval.training import TrainConfig, make_loss, train  # noqa: E402
 
 
-def digits_32(n_train: int, n_val: int, seed: int = 0):
-    """The real digits, nearest-upsampled from 8 to 32 px, as uint8 (N, 1, 32, 32)."""
+def digits_upsampled(n_train: int, n_val: int, side: int = 32, seed: int = 0):
+    """The real digits, nearest-upsampled from 8 px to ``side`` (a multiple of 8), as uint8 (N, 1, side, side)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     imgs = np.clip(np.rint(d.images * (255 / 16)), 0, 255).astype(np.uint8)
-    imgs = np.repeat(np.repeat(imgs, 4, axis=1), 4, axis=2)[:, None]
+    imgs = np.repeat(np.repeat(imgs, side // 8, axis=1), side // 8, axis=2)[:, None]
     idx = np.random.default_rng(seed).permutation(len(imgs))
     tr, va = idx[:n_train], idx[n_train : n_train + n_val]
     return imgs[tr], d.target[tr], imgs[va], d.target[va]
@@ -111,6 +113,11 @@ def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_siz
     return tracin.influence(val_t, k=None, show_progress=False).sum(0).double().numpy()
 
 
+def _forward_losses(model, loss_fn, train, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([loss_fn(model(xb), yb, reduction="none") for xb, yb in _batches(*train, batch_size)])
+
+
 def ours_restricted(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, keep: set[str], method: str):
     """Our fast TracIn with the direction zeroed outside the parameters in ``keep``."""
     model.load_state_dict(ckpt.state)
@@ -126,14 +133,14 @@ def _agreement(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(spearmanr(a, ref).statistic), float(np.abs(a - ref).max() / np.abs(ref).max())
 
 
-def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int) -> dict:
+def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, side: int = 32) -> dict:
     """One model: training epoch, our fast TracIn (both methods; then channels-last), Captum,
     each the median of ``repeats`` runs after an untimed warm-up. The layouts run one
     after the other, never interleaved (alternating them in one process slowed both)."""
-    x, y, xv, yv = digits_32(n_train, n_val)
+    x, y, xv, yv = digits_upsampled(n_train, n_val, side)
     train_s, val_s = Samples(x, y, "multiclass"), Samples(xv, yv, "multiclass")  # streamed from uint8, as in the pipeline
     train_t, val_t = as_inputs(x, y, "multiclass"), as_inputs(xv, yv, "multiclass")  # Captum needs the float tensors
-    row = {"model": name, "n_train": n_train, "n_val": n_val}
+    row = {"model": name, "side": side, "n_train": n_train, "n_val": n_val}
     full = {}
     for layout in ("default", "channels_last"):
         cfg = TrainConfig(model=name, epochs=1, batch_size=32, lr=3e-3, device="cpu", channels_last=layout == "channels_last")
@@ -146,6 +153,9 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int) 
             run()  # warm-up
             full[method, layout], t = _median_time(run, repeats)
             row[f"{layout}_{method}_s"], row[f"{layout}_{method}_over_epoch"] = t, t / row[f"{layout}_epoch_s"]
+        if layout == "default":  # the parts: one no-grad forward pass over the training set, the validation gradient
+            _, row["forward_s"] = _median_time(lambda: _forward_losses(model, loss_fn, train_s.raw, batch_size), repeats)
+            _, row["val_grad_s"] = _median_time(lambda: summed_gradient(model, loss_fn, *val_s.raw, batch_size=batch_size), repeats)
     model = model.to(memory_format=torch.contiguous_format)  # Captum cannot read channels-last gradients
     row["params"] = sum(p.numel() for p in model.parameters())
     hookable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -160,6 +170,9 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int) 
         row[f"{method}_spearman"], row[f"{method}_max_rel"] = _agreement(same, ref)
         row[f"captum_over_{method}"] = row["captum_s"] / row[f"default_{method}_s"]
     row["captum_over_central_cl"] = row["captum_s"] / row["channels_last_central_s"]
+    # the most any method can gain over Captum if it still needs the validation gradient and
+    # one forward pass per training sample (ours makes two)
+    row["captum_over_one_forward"] = row["captum_s"] / (row["forward_s"] + row["val_grad_s"])
     row["captum_params"] = "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all"
     return row
 
@@ -252,6 +265,7 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--large", action="store_true", help="only DenseNet-121 at 224 px (32 train / 8 val samples), no memory part")
     ap.add_argument("--rss-child", type=int)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (the median is printed)")
@@ -266,37 +280,44 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     print(f"# bench_influence  {dt.datetime.now().isoformat(timespec='seconds')}")
     print(f"# {machine()}")
-    runs = [("small_cnn", 512, 128, 128), ("resnet18", 256, 64, 128), ("densenet121", 128, 32, 64)]
+    runs = [("small_cnn", 512, 128, 128, 32), ("resnet18", 256, 64, 128, 32), ("densenet121", 128, 32, 64, 32)]
     sizes = (10_000, 100_000)
     if args.quick:
-        runs = [("small_cnn", 128, 32, 32), ("resnet18", 64, 8, 16)]
+        runs = [("small_cnn", 128, 32, 32, 32), ("resnet18", 64, 8, 16, 32)]
         sizes = (2_000, 20_000)
+    if args.large:  # the study's resolution; the memory part is skipped
+        runs, sizes = [("densenet121", 32, 8, 32, 224)], ()
     memory = {mode: [rss(n, args.batch_size, args.threads, mode) for n in sizes] for mode in ALLOCATOR}  # first, while this process is small
 
     print()
     print(
-        f"One training epoch (batch 32) vs one TracIn checkpoint, digits upsampled to 32 px; every time the median of "
+        f"One training epoch (batch 32) vs one TracIn checkpoint, digits upsampled from 8 px; every time the median of "
         f"{args.repeats} runs after a warm-up; agreement with Captum on the same parameters. Columns `cl`: channels-last "
         "layout (`train.channels_last`) for the epoch and our TracIn; Captum runs in the default layout (it cannot read "
-        "channels-last gradients)."
+        "channels-last gradients). The last three columns split our cost: one no-grad forward pass over the training set, "
+        "the validation gradient, and the most any method that still needs both could gain over Captum."
     )
     print()
     print(
-        "| model | params | n train / val | 1 epoch (s) | central (s) | central / epoch | jvp (s) | jvp / epoch "
+        "| model | px | params | n train / val | 1 epoch (s) | central (s) | central / epoch | jvp (s) | jvp / epoch "
         "| cl: 1 epoch (s) | cl: central (s) | cl: central / epoch | Captum hook (s) | Captum / central | Captum / jvp | Captum / cl central "
+        "| 1 forward pass (s) | val gradient (s) | Captum / (1 forward + val gradient) "
         "| central vs Captum: Spearman, max rel diff | jvp vs Captum: Spearman, max rel diff | Captum sees |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, n_train, n_val, bs in runs:
-        r = compare(name, n_train, n_val, bs, args.repeats)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, n_train, n_val, bs, side in runs:
+        r = compare(name, n_train, n_val, bs, args.repeats, side)
         print(
-            f"| {r['model']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['default_epoch_s']:.2f} | {r['default_central_s']:.2f} | "
+            f"| {r['model']} | {r['side']} | {r['params']:,} | {r['n_train']} / {r['n_val']} | {r['default_epoch_s']:.2f} | {r['default_central_s']:.2f} | "
             f"{r['default_central_over_epoch']:.2f}x | {r['default_jvp_s']:.2f} | {r['default_jvp_over_epoch']:.2f}x | "
             f"{r['channels_last_epoch_s']:.2f} | {r['channels_last_central_s']:.2f} | {r['channels_last_central_over_epoch']:.2f}x | "
             f"{r['captum_s']:.2f} | {r['captum_over_central']:.1f}x | {r['captum_over_jvp']:.1f}x | {r['captum_over_central_cl']:.1f}x | "
+            f"{r['forward_s']:.2f} | {r['val_grad_s']:.2f} | {r['captum_over_one_forward']:.1f}x | "
             f"{r['central_spearman']:.6f}, {r['central_max_rel']:.1e} | {r['jvp_spearman']:.6f}, {r['jvp_max_rel']:.1e} | {r['captum_params']} |",
             flush=True,
         )
+    if not sizes:
+        return
     print()
     print(
         f"Peak RSS (ru_maxrss) streaming from uint8 16x16 images, SmallCNN, one checkpoint: fast TracIn (central, batch {args.batch_size}), "
