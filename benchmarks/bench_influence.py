@@ -135,8 +135,9 @@ def _agreement(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, side: int = 32) -> dict:
     """One model: training epoch, our fast TracIn (both methods; then channels-last), Captum,
-    each the median of ``repeats`` runs after an untimed warm-up. The layouts run one
-    after the other, never interleaved (alternating them in one process slowed both)."""
+    each the median of ``repeats`` runs after an untimed warm-up. Within a layout the
+    jobs' repeats are interleaved; the layouts run one after the other (alternating them in
+    one process slowed both)."""
     x, y, xv, yv = digits_upsampled(n_train, n_val, side)
     train_s, val_s = Samples(x, y, "multiclass"), Samples(xv, yv, "multiclass")  # streamed from uint8, as in the pipeline
     train_t, val_t = as_inputs(x, y, "multiclass"), as_inputs(xv, yv, "multiclass")  # Captum needs the float tensors
@@ -144,18 +145,28 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, 
     full = {}
     for layout in ("default", "channels_last"):
         cfg = TrainConfig(model=name, epochs=1, batch_size=32, lr=3e-3, device="cpu", channels_last=layout == "channels_last")
-        train(x[:64], y[:64], xv[:8], yv[:8], "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs)
-        res, row[f"{layout}_epoch_s"] = _median_time(lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0), repeats)
+        res = train(x, y, xv, yv, "multiclass", 10, cfg, seed=0)  # untimed warm-up (one-off costs); same seed as the timed runs
         model, loss_fn = res.model, make_loss("multiclass", cfg, y)
         ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
+        jobs = {"epoch": lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0)}
         for method in ("central", "jvp") if layout == "default" else ("central",):
-            run = lambda: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]  # noqa: E731
-            run()  # warm-up
-            full[method, layout], t = _median_time(run, repeats)
-            row[f"{layout}_{method}_s"], row[f"{layout}_{method}_over_epoch"] = t, t / row[f"{layout}_epoch_s"]
+            jobs[method] = lambda method=method: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]
         if layout == "default":  # the parts: one no-grad forward pass over the training set, the validation gradient
-            _, row["forward_s"] = _median_time(lambda: _forward_losses(model, loss_fn, train_s.raw, batch_size), repeats)
-            _, row["val_grad_s"] = _median_time(lambda: summed_gradient(model, loss_fn, *val_s.raw, batch_size=batch_size), repeats)
+            jobs["forward"] = lambda: _forward_losses(model, loss_fn, train_s.raw, batch_size)
+            jobs["val_grad"] = lambda: summed_gradient(model, loss_fn, *val_s.raw, batch_size=batch_size)
+        outs, times = {}, {k: [] for k in jobs}
+        for job in jobs.values():
+            job()  # untimed warm-up
+        for _ in range(repeats):  # interleaved, so that a drifting machine state affects every job alike
+            for k, job in jobs.items():
+                outs[k], t = _timed(job)
+                times[k].append(t)
+        for k, ts in times.items():
+            row[f"{layout}_{k}_s"] = statistics.median(ts)
+        for method in ("central", "jvp") if layout == "default" else ("central",):
+            full[method, layout] = outs[method]
+            row[f"{layout}_{method}_over_epoch"] = row[f"{layout}_{method}_s"] / row[f"{layout}_epoch_s"]
+    row["forward_s"], row["val_grad_s"] = row["default_forward_s"], row["default_val_grad_s"]
     model = model.to(memory_format=torch.contiguous_format)  # Captum cannot read channels-last gradients
     row["params"] = sum(p.numel() for p in model.parameters())
     hookable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
