@@ -18,6 +18,10 @@ def start(name: str) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and seed torch."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    from stages import BLAS_PINNED
+
+    if BLAS_PINNED:
+        log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
     import torch
 
     torch.use_deterministic_algorithms(True, warn_only=True)
