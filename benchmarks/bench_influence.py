@@ -81,14 +81,17 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def _median_time(fn, repeats: int):
-    """``(last result, median wall time)`` over ``repeats`` calls: single timings of
-    sub-second calls swing by a third with the machine's state (allocator, caches)."""
-    times = []
+def _interleaved_medians(jobs: dict, repeats: int) -> tuple[dict, dict]:
+    """``({job: last result}, {job: median wall time})`` over ``repeats`` rounds that call
+    every job once each, in turn: single timings of sub-second calls swing by a third with
+    the machine's state (allocator, caches), and interleaving lets a drifting state affect
+    every job alike. Warm-ups are the caller's."""
+    outs, times = {}, {k: [] for k in jobs}
     for _ in range(repeats):
-        out, t = _timed(fn)
-        times.append(t)
-    return out, statistics.median(times)
+        for k, job in jobs.items():
+            outs[k], t = _timed(job)
+            times[k].append(t)
+    return outs, {k: statistics.median(ts) for k, ts in times.items()}
 
 
 def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, layers: list[str] | None):
@@ -149,24 +152,20 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, 
         model, loss_fn = res.model, make_loss("multiclass", cfg, y)
         ckpt = Checkpoint(1, cfg.lr, {k: v.clone() for k, v in res.best_state.items()})
         jobs = {"epoch": lambda: train(x, y, xv, yv, "multiclass", 10, cfg, seed=0)}
-        for method in ("central", "jvp") if layout == "default" else ("central",):
+        methods = ("central", "jvp") if layout == "default" else ("central",)
+        for method in methods:
             jobs[method] = lambda method=method: tracin_scores(model, loss_fn, [ckpt], train_s, val_s, batch_size, progress=False, method=method)["tracin"]
         if layout == "default":  # the parts: one no-grad forward pass over the training set, the validation gradient
             jobs["forward"] = lambda: _forward_losses(model, loss_fn, train_s.raw, batch_size)
             jobs["val_grad"] = lambda: summed_gradient(model, loss_fn, *val_s.raw, batch_size=batch_size)
-        outs, times = {}, {k: [] for k in jobs}
-        for job in jobs.values():
-            job()  # untimed warm-up
-        for _ in range(repeats):  # interleaved, so that a drifting machine state affects every job alike
-            for k, job in jobs.items():
-                outs[k], t = _timed(job)
-                times[k].append(t)
-        for k, ts in times.items():
-            row[f"{layout}_{k}_s"] = statistics.median(ts)
-        for method in ("central", "jvp") if layout == "default" else ("central",):
+        for k, job in jobs.items():
+            if k != "epoch":  # the epoch was warmed up by the training run above
+                job()
+        outs, medians = _interleaved_medians(jobs, repeats)
+        row.update({f"{layout}_{k}_s": t for k, t in medians.items()})
+        for method in methods:
             full[method, layout] = outs[method]
             row[f"{layout}_{method}_over_epoch"] = row[f"{layout}_{method}_s"] / row[f"{layout}_epoch_s"]
-    row["forward_s"], row["val_grad_s"] = row["default_forward_s"], row["default_val_grad_s"]
     model = model.to(memory_format=torch.contiguous_format)  # Captum cannot read channels-last gradients
     row["params"] = sum(p.numel() for p in model.parameters())
     hookable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -174,7 +173,8 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, 
     restricted = keep != {k for k, _ in model.named_parameters()}
     layers = hookable if restricted else None
     captum_hook_mode(model, loss_fn, ckpt, (train_t[0][:8], train_t[1][:8]), (val_t[0][:4], val_t[1][:4]), batch_size, layers)  # warm-up
-    ref, row["captum_s"] = _median_time(lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, layers), repeats)
+    outs, medians = _interleaved_medians({"captum": lambda: captum_hook_mode(model, loss_fn, ckpt, train_t, val_t, batch_size, layers)}, repeats)
+    ref, row["captum_s"] = outs["captum"], medians["captum"]
     for method in ("central", "jvp"):
         # Captum's quantity: with BatchNorm, our direction restricted to Captum's layers (same cost)
         same = ours_restricted(model, loss_fn, ckpt, train_s.raw, val_s.raw, batch_size, keep, method) if restricted else full[method, "default"]
@@ -183,7 +183,7 @@ def compare(name: str, n_train: int, n_val: int, batch_size: int, repeats: int, 
     row["captum_over_central_cl"] = row["captum_s"] / row["channels_last_central_s"]
     # the most any method can gain over Captum if it still needs the validation gradient and
     # one forward pass per training sample (ours makes two)
-    row["captum_over_one_forward"] = row["captum_s"] / (row["forward_s"] + row["val_grad_s"])
+    row["captum_over_one_forward"] = row["captum_s"] / (row["default_forward_s"] + row["default_val_grad_s"])
     row["captum_params"] = "Conv2d+Linear only (BatchNorm excluded)" if restricted else "all"
     return row
 
@@ -323,7 +323,7 @@ def main() -> None:
             f"{r['default_central_over_epoch']:.2f}x | {r['default_jvp_s']:.2f} | {r['default_jvp_over_epoch']:.2f}x | "
             f"{r['channels_last_epoch_s']:.2f} | {r['channels_last_central_s']:.2f} | {r['channels_last_central_over_epoch']:.2f}x | "
             f"{r['captum_s']:.2f} | {r['captum_over_central']:.1f}x | {r['captum_over_jvp']:.1f}x | {r['captum_over_central_cl']:.1f}x | "
-            f"{r['forward_s']:.2f} | {r['val_grad_s']:.2f} | {r['captum_over_one_forward']:.1f}x | "
+            f"{r['default_forward_s']:.2f} | {r['default_val_grad_s']:.2f} | {r['captum_over_one_forward']:.1f}x | "
             f"{r['central_spearman']:.6f}, {r['central_max_rel']:.1e} | {r['jvp_spearman']:.6f}, {r['jvp_max_rel']:.1e} | {r['captum_params']} |",
             flush=True,
         )
