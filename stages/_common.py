@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from sampleval.config import ParamsError, load_params
+from stages import BLAS_PINNED
 
 log = logging.getLogger("sampleval")
 
@@ -18,8 +19,6 @@ def start(name: str) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and seed torch."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
-    from stages import BLAS_PINNED
-
     if BLAS_PINNED:
         log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
     import torch
@@ -45,6 +44,12 @@ def one_line_errors():
         if os.environ.get("SAMPLEVAL_DEBUG"):
             raise
         message = exc.args[0] if exc.args else str(exc)
+        if isinstance(exc, FileNotFoundError):
+            # open() gives (errno, strerror) with .filename; pyarrow gives the bare path.
+            # Ours carry a sentence naming the fix, which stays as it is.
+            path = exc.filename or (message if isinstance(message, str) and " " not in message else None)
+            if path is not None:
+                message = f"{path} does not exist; run `dvc repro` to create it (or check the path)"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
 
