@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -177,11 +179,22 @@ def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint we wrote: tensors and plain Python values only.
+
+    Loaded with ``weights_only=True``: PyTorch's restricted unpickler refuses any other
+    object (a tampered file with code in it fails here, and its code never runs)."""
     path = Path(path)
     if not path.exists():
         raise TrainingError(f"checkpoint {path} is missing; run `dvc repro train` to recreate it")
+    if not zipfile.is_zipfile(path):  # ours are zip archives; never hand anything else to an unpickler
+        raise TrainingError(f"checkpoint {path} cannot be read (not a PyTorch archive: truncated, corrupt or a raw pickle); delete it and rerun `dvc repro train`")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TrainingError(
+            f"checkpoint {path} holds objects other than tensors and plain values, so it was not written by sampleval "
+            "and is refused (nothing in it was run); delete it and rerun `dvc repro train`"
+        ) from exc
     except Exception as exc:  # truncated or corrupt file
         raise TrainingError(f"checkpoint {path} cannot be read ({exc.__class__.__name__}); delete it and rerun `dvc repro train`") from exc
 
