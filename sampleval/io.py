@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -86,9 +87,27 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(_canonical(obj), buffer)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
+
+
+def _canonical(obj: Any) -> Any:
+    """``obj`` rebuilt so that its pickle depends on its values only, not on object identity.
+
+    Pickle writes a string or container once and refers back to it when the *same object*
+    appears again; equal but distinct objects are written twice. After ``--resume`` the
+    optimiser's keys ('lr', 'eps', ...) are strings unpickled from the checkpoint, not the
+    interned literals of an uninterrupted run, so the same values pickled to different
+    bytes. Here every string is interned (equal strings: one object) and every container
+    is rebuilt (no shared containers); tensors and other values pass through."""
+    if isinstance(obj, str):
+        return sys.intern(str(obj))
+    if isinstance(obj, dict) and type(obj) is dict:
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
 
 
 def hash_ids(ids) -> str:
