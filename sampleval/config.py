@@ -6,6 +6,7 @@ with one line naming the key and what is allowed, before any work is done.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,42 @@ class ParamsError(ValueError):
 class Spec:
     check: Callable[[Any], bool]
     allowed: str
+    coerce: Callable[[Any], Any] | None = None  # applied to a valid value (integer specs: 1e4 -> 10000)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but numbers in scientific notation are numbers.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``1e-3``,
+    ``3e-4`` and ``1E5`` load as *strings* (``1.0e-3`` is a float). DVC reads the same
+    params.yaml with ruamel (YAML 1.2), where all of them are floats, for ``${...}``
+    interpolation and params tracking. This loader adds the YAML 1.2 forms so that both
+    read the same numbers."""
+
+
+_FLOAT = "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse params YAML with :class:`_Loader` (scientific notation is a number)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def _num(x: Any) -> bool:
@@ -31,12 +68,17 @@ def choice(*values: Any) -> Spec:
     return Spec(lambda x: x in values, "one of " + ", ".join(map(str, values)))
 
 
-def integer(lo: int | None = None, hi: int | None = None) -> Spec:
+def _integral(x: Any) -> bool:
+    """An int, or a float with an integer value (``1e4`` is a float in YAML 1.2)."""
+    return (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
+
+
+def integer(lo: int | None = None, hi: int | None = None, why: str = "") -> Spec:
     def check(x: Any) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and (lo is None or x >= lo) and (hi is None or x <= hi)
+        return _integral(x) and (lo is None or x >= lo) and (hi is None or x <= hi)
 
     rng = f" in [{lo}, {hi if hi is not None else 'inf'}]" if lo is not None else ""
-    return Spec(check, f"an integer{rng}")
+    return Spec(check, f"an integer{rng}{why}", coerce=int)
 
 
 def number(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Spec:
@@ -174,8 +216,11 @@ SCHEMA: dict[str, Any] = {
         "n_bootstrap": integer(100, 1000000),
     },
     "fidelity": {
-        "n_points": integer(2, 10000),
+        "n_points": integer(3, 10000, why=" (correlations need at least 3 points)"),
         "n_subsets": integer(3, 10000),
+    },
+    "checks": {
+        "allow_chance_level": BOOL,
     },
 }
 
@@ -196,8 +241,21 @@ def validate(params: dict, schema: dict = SCHEMA, prefix: str = "") -> dict:
         if isinstance(spec, dict):
             validate(value, spec, prefix=f"{name}.")
         elif not spec.check(value):
-            raise ParamsError(f"params: '{name}' = {value!r} is not allowed; expected {spec.allowed}")
+            hint = ""
+            if isinstance(value, str) and _looks_numeric(value):
+                hint = " (it was read as text: write the number without quotes)"
+            raise ParamsError(f"params: '{name}' = {value!r} is not allowed; expected {spec.allowed}{hint}")
+        elif spec.coerce is not None:
+            params[key] = spec.coerce(value)
     return params
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_consistency(params: dict) -> None:
@@ -209,6 +267,13 @@ def check_consistency(params: dict) -> None:
             f"params: 'subsets.score' = {params['subsets']['score']!r} must be one of 'influence.methods' "
             f"({', '.join(params['influence']['methods'])})"
         )
+    n_seeds, alpha = len(params["subsets"]["seeds"]), params["stats"]["alpha"]
+    if 2 / 2**n_seeds > alpha:  # the exact two-sided paired test over n seeds cannot go below 2 / 2^n
+        need = next(n for n in range(1, 64) if 2 / 2**n <= alpha)
+        raise ParamsError(
+            f"params: {n_seeds} 'subsets.seeds' cannot reach 'stats.alpha' = {alpha}: the exact paired test's smallest "
+            f"p is 2/2^{n_seeds} = {2 / 2**n_seeds:.4g}; use at least {need} seeds or a larger alpha"
+        )
     if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
 
@@ -218,7 +283,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not path.exists():
         raise ParamsError(f"params: {path} not found; run from the repository root or pass the params file")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = read_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ParamsError(f"params: {path} is not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
     validate(params)

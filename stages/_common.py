@@ -15,10 +15,21 @@ log = logging.getLogger("sampleval")
 CELL_PATH = "metrics/subsets/{strategy}-{fraction}.json"
 
 
-def start(name: str) -> dict:
-    """Configure logging, validate params.yaml (failing before any work) and seed torch."""
+# What train writes and the stages that consume the baseline read (dvc.yaml deps).
+TRAIN_METRICS = "metrics/train.json"
+MANIFEST = "data/prepared/manifest.json"
+
+
+def start(name: str, baseline: bool = False) -> dict:
+    """Configure logging, validate params.yaml (failing before any work) and seed torch.
+
+    ``baseline=True`` (stages that consume the trained baseline or scores derived from it):
+    refuse a baseline whose validation metrics are at chance level, unless
+    ``checks.allow_chance_level`` is true."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    if baseline:
+        require_usable_baseline(params)
     if BLAS_PINNED:
         log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
     import torch
@@ -31,17 +42,50 @@ def start(name: str) -> dict:
     return params
 
 
+def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, manifest: str = MANIFEST) -> None:
+    """Fail in one line when the baseline recorded in ``train_metrics`` is at chance level
+    on validation (see :mod:`sampleval.baseline`), unless ``checks.allow_chance_level``."""
+    import json
+
+    from sampleval.baseline import chance_level
+
+    with open(train_metrics) as fh:
+        val = json.load(fh)["val"]
+    with open(manifest) as fh:
+        info = json.load(fh)
+    reason = chance_level(val, info["task"], info["class_counts"]["val"])
+    if reason is None:
+        return
+    if params["checks"]["allow_chance_level"]:
+        log.warning("the baseline is at chance level (%s); going on because checks.allow_chance_level is true", reason)
+        return
+    raise BaselineError(
+        f"baseline model refused: {reason}; retrain it (e.g. lower train.lr, more train.epochs) "
+        "or set checks.allow_chance_level: true to use it anyway"
+    )
+
+
+class BaselineError(RuntimeError):
+    """The trained baseline cannot be used (chance-level validation metrics)."""
+
+
+def _input_error_types() -> tuple[type, ...]:
+    """The exceptions that are a user's input problem, not a bug. Imported here, on the
+    error path, so that a stage that never loads torch (check-params) stays fast."""
+    from sampleval.data.prepared import DataError
+    from sampleval.training import TrainingError
+
+    return (ParamsError, BaselineError, DataError, TrainingError, FileNotFoundError, KeyError, ValueError)
+
+
 @contextmanager
 def one_line_errors():
     """Turn the library's input errors into one line on stderr and exit status 1
     (set SAMPLEVAL_DEBUG=1 to see the full traceback instead)."""
-    from sampleval.data.prepared import DataError
-    from sampleval.training import TrainingError
-
     try:
         yield
-    except (ParamsError, DataError, TrainingError, FileNotFoundError, KeyError, ValueError) as exc:
-        if os.environ.get("SAMPLEVAL_DEBUG"):
+    except Exception as exc:
+        if os.environ.get("SAMPLEVAL_DEBUG") or not isinstance(exc, _input_error_types()):
             raise
         message = exc.args[0] if exc.args else str(exc)
         if isinstance(exc, FileNotFoundError):

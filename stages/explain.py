@@ -17,7 +17,7 @@ from stages._common import log, main, start
 
 @main
 def run(argv=None) -> None:
-    params = start("explain")
+    params = start("explain", baseline=True)
     inf = params["influence"]
     prepared = load_prepared("data/prepared")
     ctx = make_context(

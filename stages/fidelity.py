@@ -22,7 +22,7 @@ from stages._common import log, main, start
 
 @main
 def run(argv=None) -> None:
-    params = start("fidelity")
+    params = start("fidelity", baseline=True)
     f, seed = params["fidelity"], params["seed"]
     methods = params["influence"]["methods"]
     predictors = [m for m in methods if m != "self_influence"]  # a magnitude, not a signed prediction of the loss change

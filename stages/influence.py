@@ -22,7 +22,7 @@ def run(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", required=True)
     args = ap.parse_args(argv)
-    params = start(f"influence:{args.method}")
+    params = start(f"influence:{args.method}", baseline=True)
     inf = params["influence"]
     prepared = load_prepared("data/prepared")
     cfg = TrainConfig.from_params(params)

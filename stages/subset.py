@@ -23,7 +23,7 @@ def run(argv=None) -> None:
     ap.add_argument("--strategy", required=True)
     ap.add_argument("--fraction", type=float, required=True)
     args = ap.parse_args(argv)
-    params = start(f"subset:{args.strategy}-{args.fraction}")
+    params = start(f"subset:{args.strategy}-{args.fraction}", baseline=not args.strategy.endswith("random"))
     sub = params["subsets"]
     prepared = load_prepared("data/prepared")
     scores = None

@@ -1,0 +1,27 @@
+"""check-params: validate the whole params.yaml -> data/params_ok.json.
+
+The other stages declare params per key, so a key no stage reads (a typo such as
+``trian:``, or ``foo: 1``) would rerun nothing and go unnoticed. This stage depends on the
+whole file, so any edit reruns it, and ``prepare`` depends on its output, so it runs
+first. Its output is the same bytes whatever the params: an edit that passes does not
+rerun ``prepare`` or anything downstream. It imports no torch (well under a second).
+"""
+from __future__ import annotations
+
+import os
+
+from sampleval.config import load_params
+from sampleval.io import write_json
+from stages._common import main
+
+OUT = "data/params_ok.json"
+
+
+@main
+def run(argv=None) -> None:
+    load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    write_json(OUT, {"params_yaml": "valid"})
+
+
+if __name__ == "__main__":
+    run()
