@@ -10,6 +10,7 @@ Images are decoded once (PIL, grayscale, bilinear resize) into an on-disk cache
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from PIL import Image
 from ..io import atomic_path, write_parquet
 from .prepared import DataError
 from .splits import group_split
+
+log = logging.getLogger(__name__)
 
 NIH14_FINDINGS = [
     "Atelectasis",
@@ -424,6 +427,12 @@ def decode_images(
 
     keep = rows >= 0
     skipped = [keys[i] for i in range(len(keys)) if not keep[i]]
+    if skipped:  # on_bad_image == "skip": dropped, but never silently
+        reasons = [f"{paths[i].name} ({'not found' if stamps[i] is None else errors.get(i, 'unreadable')})" for i in np.flatnonzero(~keep)]
+        log.warning(
+            "skipped %d of %d images (data.on_bad_image: skip; all listed in the manifest): %s%s",
+            len(skipped), len(keys), "; ".join(reasons[:5]), f"; ... and {len(skipped) - 5} more" if len(skipped) > 5 else "",
+        )
     source = (cache.array() if cache else buffer) if keep.any() else None
     images = _gather(source, rows[keep], image_size)
     return images, keep, skipped
