@@ -42,6 +42,10 @@ def start(name: str, baseline: bool = False) -> dict:
     return params
 
 
+class BaselineError(RuntimeError):
+    """The trained baseline cannot be used (chance-level validation metrics)."""
+
+
 def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, manifest: str = MANIFEST) -> None:
     """Fail in one line when the baseline recorded in ``train_metrics`` is at chance level
     on validation (see :mod:`sampleval.baseline`), unless ``checks.allow_chance_level``."""
@@ -65,17 +69,19 @@ def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, ma
     )
 
 
-class BaselineError(RuntimeError):
-    """The trained baseline cannot be used (chance-level validation metrics)."""
+def _is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a user's input problem (one line), not a bug (traceback).
 
-
-def _input_error_types() -> tuple[type, ...]:
-    """The exceptions that are a user's input problem, not a bug. Imported here, on the
-    error path, so that a stage that never loads torch (check-params) stays fast."""
-    from sampleval.data.prepared import DataError
-    from sampleval.training import TrainingError
-
-    return (ParamsError, BaselineError, DataError, TrainingError, FileNotFoundError, KeyError, ValueError)
+    DataError and TrainingError are looked up only where their modules are loaded (an
+    exception of a module never imported cannot have been raised), so that a stage that
+    never loads torch (check-params) stays fast on its error path too."""
+    if isinstance(exc, (ParamsError, BaselineError, FileNotFoundError, KeyError, ValueError)):
+        return True
+    for module, name in (("sampleval.data.prepared", "DataError"), ("sampleval.training", "TrainingError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
 
 
 @contextmanager
@@ -85,7 +91,7 @@ def one_line_errors():
     try:
         yield
     except Exception as exc:
-        if os.environ.get("SAMPLEVAL_DEBUG") or not isinstance(exc, _input_error_types()):
+        if os.environ.get("SAMPLEVAL_DEBUG") or not _is_input_error(exc):
             raise
         message = exc.args[0] if exc.args else str(exc)
         if isinstance(exc, FileNotFoundError):
