@@ -380,3 +380,73 @@ def test_truncated_checkpoint_fails_in_one_line(tmp_path, keep):
         load_checkpoint(path)
     msg = str(err.value)
     assert msg.startswith(f"checkpoint {path} cannot be read") and "rerun `dvc repro train`" in msg and "\n" not in msg
+
+
+# ============================================================== the real `dvc repro` (e2e)
+
+
+def _dvc_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop("SAMPLEVAL_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.e2e
+def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
+    """On tiny params: an unknown key fails `dvc repro` in one line though no stage reads it,
+    touching nothing; kill -9 in the middle of train, then `dvc repro`, recovers to the bytes
+    of an uninterrupted run."""
+    import re
+    import signal
+
+    from test_e2e import make_repo
+
+    repo = make_repo(tmp_path, lambda p: (p["data"].update(limit=300), p["influence"].update(methods=["tracin"]), p["train"].update(epochs=2)))
+    ran = lambda out: set(re.findall(r"Running stage '([^']+)'", out))  # noqa: E731
+    first = _dvc_run(repo, "repro", "train")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert ran(first.stdout) == {"check-params", "prepare", "train"}
+    outputs = lambda: {**_checksums(repo / "data" / "prepared"), **_checksums(repo / "models")}  # noqa: E731
+    before = outputs()
+
+    params_text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params_text + "foo: 1\n")
+    bad = _dvc_run(repo, "repro", "train")
+    assert bad.returncode != 0
+    errors = [line for line in (bad.stdout + bad.stderr).splitlines() if line.startswith("error:")]
+    assert errors == ["error: params: unknown key 'foo' (allowed here: checks, data, fidelity, influence, model, noise, seed, stats, subsets, train)"]
+    assert ran(bad.stdout) == {"check-params"} and outputs() == before
+
+    (repo / "params.yaml").write_text(params_text)
+    fixed = _dvc_run(repo, "repro", "train")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert ran(fixed.stdout) <= {"check-params"} and outputs() == before  # nothing heavy reruns
+
+    # kill -9 (dvc and the stage) during training, after some checkpoints are written
+    (repo / "params.yaml").write_text(params_text.replace("epochs: 2", "epochs: 20"))
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (repo / "models" / "checkpoints" / "epoch-001.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (repo / "models" / "model.pt").exists()  # killed mid-stage
+    again = _dvc_run(repo, "repro", "train")
+    assert again.returncode == 0, again.stderr[-3000:]
+    recovered = outputs()
+    assert _dvc_run(repo, "repro", "-f", "train").returncode == 0  # uninterrupted, from scratch
+    assert outputs() == recovered
+    assert json.loads((repo / "metrics" / "train.json").read_text())["best_epoch"] >= 1
+
+
+def test_a_limit_too_small_for_a_stratified_split_names_the_params():
+    from sampleval.data.splits import stratified_split
+
+    labels = np.repeat(np.arange(10), 2)  # 20 digits, 10 classes
+    with pytest.raises(ValueError) as err:
+        stratified_split(labels, 0.15, 0.2, seed=0)
+    assert str(err.value).startswith("a stratified split of 20 samples gives 13 train / 3 val / 4 test") and "data.limit" in str(err.value)
+    assert sorted(set(stratified_split(np.repeat(np.arange(10), 7), 0.15, 0.2, seed=0))) == ["test", "train", "val"]

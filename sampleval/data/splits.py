@@ -8,6 +8,14 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
     """Return an array of 'train' / 'val' / 'test', stratified by class."""
     idx = np.arange(len(labels))
+    n, n_classes = len(labels), len(np.unique(labels))
+    n_test = int(np.ceil(test_fraction * n))  # sklearn's rounding
+    n_val = int(np.ceil(val_fraction / (1.0 - test_fraction) * (n - n_test)))
+    if min(n_test, n_val, n - n_test - n_val) < n_classes:
+        raise ValueError(
+            f"a stratified split of {n} samples gives {n - n_test - n_val} train / {n_val} val / {n_test} test, but each split "
+            f"needs at least one sample of each of the {n_classes} classes; raise data.limit (or null) or data.val_fraction / data.test_fraction"
+        )
     rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     val_share = val_fraction / (1.0 - test_fraction)
     train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed + 1)
