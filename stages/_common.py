@@ -72,16 +72,12 @@ def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, ma
 def _is_input_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a user's input problem (one line), not a bug (traceback).
 
-    DataError and TrainingError are looked up only where their modules are loaded (an
-    exception of a module never imported cannot have been raised), so that a stage that
-    never loads torch (check-params) stays fast on its error path too."""
+    sampleval's DataError and TrainingError are recognised by name, wherever they are
+    defined, without importing their modules: a stage that never loads torch
+    (check-params) stays fast on its error path too."""
     if isinstance(exc, (ParamsError, BaselineError, FileNotFoundError, KeyError, ValueError)):
         return True
-    for module, name in (("sampleval.data.prepared", "DataError"), ("sampleval.training", "TrainingError")):
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(exc, cls):
-            return True
-    return False
+    return any(c.__name__ in ("DataError", "TrainingError") and c.__module__.startswith("sampleval.") for c in type(exc).__mro__)
 
 
 @contextmanager

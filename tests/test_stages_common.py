@@ -35,3 +35,17 @@ def test_our_own_missing_file_sentence_is_kept(capsys, monkeypatch):
     monkeypatch.delenv("SAMPLEVAL_DEBUG", raising=False)
     msg = "subset cell metrics/subsets/x.json is missing; run `dvc repro` to create it"
     assert _one_line(FileNotFoundError(msg), capsys) == f"error: {msg}"
+
+
+def test_library_errors_are_one_line_and_bugs_keep_their_traceback(capsys, monkeypatch):
+    from sampleval.data.prepared import DataError
+    from sampleval.training import TrainingError
+
+    monkeypatch.delenv("SAMPLEVAL_DEBUG", raising=False)
+    assert _one_line(TrainingError("training diverged"), capsys) == "error: training diverged"
+    assert _one_line(DataError("bad image"), capsys) == "error: bad image"
+    with pytest.raises(ZeroDivisionError), one_line_errors():  # a bug is not an input error
+        1 / 0
+    monkeypatch.setenv("SAMPLEVAL_DEBUG", "1")
+    with pytest.raises(TrainingError), one_line_errors():
+        raise TrainingError("full traceback wanted")
