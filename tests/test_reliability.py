@@ -429,7 +429,8 @@ def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (repo / "models" / "checkpoints" / "epoch-001.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+    # epoch 3 exists only in the new run (DVC removed the old outputs before the stage started)
+    while not (repo / "models" / "checkpoints" / "epoch-003.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
