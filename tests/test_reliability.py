@@ -1,15 +1,33 @@
 """Reliability and security: hostile inputs fail loudly, in one line, and run no code."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
-from sampleval.io import torch_save, write_json, write_npy, write_parquet
-from sampleval.training import TrainingError, load_checkpoint
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sampleval.baseline import chance_level  # noqa: E402
+from sampleval.config import read_yaml  # noqa: E402
+from sampleval.data.prepared import DataError  # noqa: E402
+from sampleval.data.xray import load_nih14, read_nih14_csv  # noqa: E402
+from sampleval.io import torch_save, write_json, write_npy, write_parquet  # noqa: E402
+from sampleval.training import TrainConfig, TrainingError, check_divergence, list_checkpoints, load_checkpoint, train  # noqa: E402
+from stages._common import one_line_errors, require_usable_baseline  # noqa: E402
+from xray_fixtures import make_nih_root, nih_frame  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Payload:
@@ -87,21 +105,6 @@ def test_outputs_get_the_users_umask(tmp_path, umask):
 
 
 # ============================================================== helpers for stage-level tests
-
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-
-from sampleval.config import ParamsError, read_yaml  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _params(**sections) -> dict:
@@ -189,8 +192,6 @@ def test_stages_that_use_the_baseline_declare_what_the_check_reads():
 
 # ============================================================== divergence
 
-from sampleval.training import TrainConfig, check_divergence, list_checkpoints, train  # noqa: E402
-
 
 def _tiny(n=120, seed=0):
     rng = np.random.default_rng(seed)
@@ -243,8 +244,6 @@ def test_divergence_later_keeps_the_checkpoints_of_completed_epochs(tmp_path, mo
 
 # ============================================================== chance-level baseline
 
-from sampleval.baseline import chance_level  # noqa: E402
-from stages._common import one_line_errors, require_usable_baseline  # noqa: E402
 
 DIGITS_VAL = {str(c): 27 for c in range(10)}  # 270 validation digits: majority share 0.1
 
@@ -305,9 +304,6 @@ def test_stage_refuses_a_chance_level_baseline_before_any_work(tmp_path):
 
 # ============================================================== X-ray inputs (library cases: tests/test_xray.py)
 
-from sampleval.data.prepared import DataError  # noqa: E402
-from sampleval.data.xray import load_nih14, read_nih14_csv  # noqa: E402
-from xray_fixtures import make_nih_root, nih_frame  # noqa: E402
 
 ZERO = "00000003_001.png"
 BROKEN = "00000011_005.png"
