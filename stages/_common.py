@@ -11,9 +11,6 @@ from stages import BLAS_PINNED
 
 log = logging.getLogger("sampleval")
 
-# Where each subset cell writes its record (dvc.yaml declares the same paths).
-CELL_PATH = "metrics/subsets/{strategy}-{fraction}.json"
-
 
 def start(name: str) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and seed torch."""
