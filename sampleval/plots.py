@@ -121,8 +121,9 @@ def subsets_plot(df: pd.DataFrame, metric: str, baseline: float, path) -> None:
             both = pd.concat([part, control])
             x = np.arange(len(both))
             colors = ["tab:blue"] * len(part) + ["grey"] * len(control)
-            ax.errorbar(x, both["mean"], yerr=[both["mean"] - both["min"], both["max"] - both["mean"]], fmt="none", ecolor=colors, capsize=3)
-            ax.scatter(x, both["mean"], c=colors, zorder=3)
+            yerr = np.clip([both["mean"] - both["min"], both["max"] - both["mean"]], 0, None)
+            for xi, (mean, color) in enumerate(zip(both["mean"], colors)):
+                ax.errorbar([xi], [mean], yerr=yerr[:, xi : xi + 1], fmt="o", color=color, capsize=3)
             if len(control):
                 ax.axhline(float(control["mean"].iloc[0]), color="grey", lw=0.8, ls="--")
             ax.axhline(baseline, color="k", lw=0.8, ls=":")

@@ -118,9 +118,9 @@ def section_fidelity(inp: ReportInputs) -> list[str]:
     return lines + [""]
 
 
-def _stripped(inp: ReportInputs, row: dict) -> list[dict]:
+def _stripped(inp: ReportInputs, row: dict) -> list[dict] | None:
     key = CellKey(row["ranking"], row["variant"], row["strategy_name"], row["fraction"])
-    return stripped_classes(inp.cells[key]) if key in inp.cells else []
+    return stripped_classes(inp.cells[key]) if key in inp.cells else None
 
 
 def _stripped_text(stripped: list[dict], direction: str) -> str:
@@ -207,7 +207,7 @@ def section_answer(inp: ReportInputs) -> list[str]:
     for r in rows:
         stripped = _stripped(inp, r)
         direction = r["strategy_name"].split("-")[0]
-        comp = ("class-deletion confound: " + _stripped_text(stripped, direction)) if stripped else "no class stripped"
+        comp = "n/a" if stripped is None else ("class-deletion confound: " + _stripped_text(stripped, direction)) if stripped else "no class stripped"
         if stripped and r["significant"] and not r["same_as"]:
             confounded.append(r["name"])
         flipped = _flipped_in_chosen(inp, r)
