@@ -10,7 +10,9 @@ and serve every ranking. Records (written by ``stages/subset.py`` through
 
 Record schema: ``ranking, variant, strategy, fraction, n_train,
 train_class_composition {class: n}``, ``seeds {seed: {<test metrics>, n_trained, n_chosen,
-ids_sha256, flipped_in_chosen, chosen_class_composition {class: n}}}`` and ``mean``.
+ids_sha256, flipped_in_chosen, chosen_class_composition {class: n},
+chosen_flipped_class_composition {class: n (flipped labels among them, by given label)}}}``
+and ``mean``.
 """
 from __future__ import annotations
 
@@ -94,7 +96,8 @@ def subset_signature(record: dict) -> tuple[str, ...]:
 def composition(record: dict) -> list[dict]:
     """Per class: how much of it the cell removed or selected, against the full training set.
 
-    ``chosen`` is the mean count over seeds (random controls draw per seed);
+    ``chosen`` is the mean count over seeds (random controls draw per seed), ``chosen_flipped``
+    how many of them carry a flipped label;
     ``rate`` = chosen / n_class; ``average_rate`` = chosen samples / training samples;
     ``strip_ratio`` = rate / average_rate for removals, average_rate / rate for selections
     (how many times harder than average the class is hit; inf when a selection keeps none
@@ -108,6 +111,7 @@ def composition(record: dict) -> list[dict]:
     rows = []
     for cls, n_class in full.items():
         chosen = float(np.mean([s["chosen_class_composition"][cls] for s in per_seed]))
+        flipped = float(np.mean([s.get("chosen_flipped_class_composition", {}).get(cls, 0) for s in per_seed]))
         rate = chosen / n_class if n_class else float("nan")
         if direction == "remove":
             ratio = rate / average
@@ -119,6 +123,7 @@ def composition(record: dict) -> list[dict]:
                 "n_class": int(n_class),
                 "train_share": n_class / record["n_train"],
                 "chosen": chosen,
+                "chosen_flipped": flipped,
                 "chosen_share": chosen / n_chosen if n_chosen else float("nan"),
                 "rate": rate,
                 "average_rate": average,

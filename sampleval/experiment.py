@@ -111,6 +111,7 @@ def run_subset_cell(
             "ids_sha256": hash_ids(tr.ids[subset.keep]),
             "flipped_in_chosen": int(tr.flipped[subset.chosen].sum()),
             "chosen_class_composition": class_composition(tr, subset.chosen, prepared.classes, prepared.task),
+            "chosen_flipped_class_composition": class_composition(tr, subset.chosen & tr.flipped, prepared.classes, prepared.task),
         }
     metric_names = [k for k, v in per_seed[str(seeds[0])].items() if isinstance(v, float)]
     record["mean"] = {m: float(np.mean([per_seed[s][m] for s in per_seed])) for m in metric_names}

@@ -125,7 +125,12 @@ def _stripped(inp: ReportInputs, row: dict) -> list[dict] | None:
 
 def _stripped_text(stripped: list[dict], direction: str) -> str:
     verb = "removed" if direction == "remove" else "selected"
-    return ", ".join(f"{s['class']} ({_pct(s['rate'])} {verb} vs {_pct(s['average_rate'])}, {s['strip_ratio']:.1f}x)" for s in stripped)
+    return ", ".join(
+        f"{s['class']} ({_pct(s['rate'])} {verb} vs {_pct(s['average_rate'])}, {s['strip_ratio']:.1f}x"
+        + (f"; {s['chosen_flipped']:g} of its {s['chosen']:g} {verb} carry a flipped label" if s["chosen_flipped"] else "")
+        + ")"
+        for s in stripped
+    )
 
 
 def section_subsets(inp: ReportInputs) -> list[str]:

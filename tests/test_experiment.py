@@ -38,7 +38,7 @@ def test_record_schema_and_ranked_subset_fixed_across_seeds():
     assert seeds["0"]["n_chosen"] == 12 and seeds["0"]["n_trained"] == 48
     assert sum(seeds["0"]["chosen_class_composition"].values()) == 12
     # the 12 lowest tracin scores are the first 12 training ids, which hold the 5 flipped labels
-    assert seeds["0"]["flipped_in_chosen"] == 5
+    assert seeds["0"]["flipped_in_chosen"] == 5 == sum(seeds["0"]["chosen_flipped_class_composition"].values())
     assert 0 <= rec["mean"]["accuracy"] <= 1
 
 

@@ -67,6 +67,8 @@ def test_composition_section_bolds_stripped_classes():
     assert "| tracin/global/remove-harmful@0.35 | 35 | **97.1** | 2.9 |" in text
     assert "| full training set | 100 | 40.0 | 60.0 |" in text
     assert "class-deletion confound: 3 (85 % removed vs 35 %, 2.4x)" in text
+    inp.cells[key]["seeds"]["0"]["chosen_flipped_class_composition"] = {"3": 30, "4": 0}
+    assert "3 (85 % removed vs 35 %, 2.4x; 30 of its 34 removed carry a flipped label)" in render_report(inp)
 
 
 def test_every_number_comes_from_the_inputs():
