@@ -131,7 +131,7 @@ def subsets_plot(df: pd.DataFrame, metric: str, baseline: float, path) -> None:
             ax.set_title(f"{variant}: {strategy} {fraction}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"test {metric}")
-    fig.suptitle("Mean over seeds (bar = min..max); dashed: random control; dotted: baseline on all data", fontsize=9)
+    fig.suptitle("Mean over seeds (bar = min..max)\ndashed: random control; dotted: baseline on all data", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 
@@ -170,12 +170,17 @@ def composition_heatmap(df: pd.DataFrame, path) -> None:
     im = ax.imshow(ratio, cmap="RdBu_r", norm=LogNorm(1 / 8, 8), aspect="auto")
     for i in range(ratio.shape[0]):
         for j in range(ratio.shape[1]):
-            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6.5)
+            far = abs(np.log2(ratio[i, j])) > 1.5  # dark cells: white text
+            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6.5, color="white" if far else "black")
     ax.set_xticks(range(len(classes)), classes, fontsize=8)
     ax.set_yticks(range(len(cells) + 1), ["full training set (share %)"] + cells, fontsize=7)
     ax.set_xlabel("class")
-    fig.colorbar(im, ax=ax, label="class rate / average rate (1 = proportional)", shrink=0.6)
-    ax.set_title("Removed / selected sets: each class's share (%)", fontsize=9)
+    ticks = [1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8]
+    bar = fig.colorbar(im, ax=ax, label="class rate / average rate\n(1 = proportional)", shrink=0.8, ticks=ticks)
+    bar.ax.set_yticklabels(["<=1/8", "1/4", "1/2", "1", "2", "4", ">=8"])
+    bar.ax.minorticks_off()
+    ax.set_title("Removed / selected sets: each class's share (%)\nremove-*: red = the class is removed more than average; "
+                 "select-*: blue = the class is kept less", fontsize=8)
     _save(fig, path)
 
 
