@@ -62,8 +62,9 @@ def plan(sub: dict) -> list[tuple[CellKey, CellKey]]:
 
 
 def planned_cells(sub: dict) -> list[CellKey]:
-    """Every cell, strategy and control, once each (controls shared across rankings)."""
-    return list(dict.fromkeys(c for pair in plan(sub) for c in pair))
+    """Every cell once: the ranked cells in plan order, then the controls (shared across rankings)."""
+    pairs = plan(sub)
+    return [cell for cell, _ in pairs] + list(dict.fromkeys(control for _, control in pairs))
 
 
 def load_cells(sub: dict, root: str | Path = "metrics/subsets") -> dict[CellKey, dict]:

@@ -126,7 +126,8 @@ def _stripped(inp: ReportInputs, row: dict) -> list[dict] | None:
 def _stripped_text(stripped: list[dict], direction: str) -> str:
     verb = "removed" if direction == "remove" else "selected"
     return ", ".join(
-        f"{s['class']} ({_pct(s['rate'])} {verb} vs {_pct(s['average_rate'])}, {s['strip_ratio']:.1f}x"
+        f"{s['class']} ({_pct(s['rate'])} {verb} vs {_pct(s['average_rate'])}"
+        + (f", {s['strip_ratio']:.1f}x" if s["strip_ratio"] != float("inf") else ": none kept")
         + (f"; {s['chosen_flipped']:g} of its {s['chosen']:g} {verb} carry a flipped label" if s["chosen_flipped"] else "")
         + ")"
         for s in stripped

@@ -69,6 +69,9 @@ def test_composition_section_bolds_stripped_classes():
     assert "class-deletion confound: 3 (85 % removed vs 35 %, 2.4x)" in text
     inp.cells[key]["seeds"]["0"]["chosen_flipped_class_composition"] = {"3": 30, "4": 0}
     assert "3 (85 % removed vs 35 %, 2.4x; 30 of its 34 removed carry a flipped label)" in render_report(inp)
+    key = CellKey("tracin", "global", "select-helpful", 0.65)
+    inp.cells[key] = _cell(key, {"3": 65, "4": 0})
+    assert "class-deletion confound: 4 (0 % selected vs 65 %: none kept)" in render_report(inp)
 
 
 def test_every_number_comes_from_the_inputs():
