@@ -107,16 +107,16 @@ def fraction_list(min_len: int = 1) -> Spec:
     return Spec(check, "a list of distinct fractions, each strictly between 0 and 1")
 
 
-def seed_list(min_len: int) -> Spec:
+def seed_list(min_len: int, max_len: int = 1000) -> Spec:
     def check(x: Any) -> bool:
         return (
             isinstance(x, list)
-            and len(x) >= min_len
+            and min_len <= len(x) <= max_len
             and len(set(x)) == len(x)
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x)
         )
 
-    return Spec(check, f"a list of at least {min_len} distinct non-negative integers (paired tests need >= {min_len} seeds)")
+    return Spec(check, f"a list of {min_len} to {max_len} distinct non-negative integers (paired tests need >= {min_len} seeds)")
 
 
 def subset_of(*values: str, min_len: int = 1) -> Spec:
@@ -204,11 +204,12 @@ SCHEMA: dict[str, Any] = {
         "explain_n_test": integer(0, 1000),
     },
     "subsets": {
-        "score": choice(*ESTIMATORS),
+        "scores": subset_of(*ESTIMATORS),
+        "variants": subset_of("global", "stratified"),
+        "remove_strategies": subset_of("remove-harmful", "remove-helpful"),
         "remove_fractions": fraction_list(),
         "select_fractions": fraction_list(),
-        "seeds": seed_list(6),
-        "stratify": BOOL,
+        "seeds": seed_list(6, 20),
     },
     "stats": {
         "metric": choice("accuracy", "macro_f1", "macro_auroc"),
@@ -262,10 +263,11 @@ def check_consistency(params: dict) -> None:
     """Cross-key rules that a per-key schema cannot express."""
     if params["data"]["val_fraction"] + params["data"]["test_fraction"] >= 0.9:
         raise ParamsError("params: 'data.val_fraction' + 'data.test_fraction' must be below 0.9 to leave a training set")
-    if params["subsets"]["score"] not in params["influence"]["methods"]:
+    missing = [s for s in params["subsets"]["scores"] if s not in params["influence"]["methods"]]
+    if missing:
         raise ParamsError(
-            f"params: 'subsets.score' = {params['subsets']['score']!r} must be one of 'influence.methods' "
-            f"({', '.join(params['influence']['methods'])})"
+            f"params: 'subsets.scores' lists {', '.join(missing)}, not in 'influence.methods' "
+            f"({', '.join(params['influence']['methods'])}); add it there or remove it here"
         )
     n_seeds, alpha = len(params["subsets"]["seeds"]), params["stats"]["alpha"]
     if 2 / 2**n_seeds > alpha:  # the exact two-sided paired test over n seeds cannot go below 2 / 2^n
@@ -274,6 +276,8 @@ def check_consistency(params: dict) -> None:
             f"params: {n_seeds} 'subsets.seeds' cannot reach 'stats.alpha' = {alpha}: the exact paired test's smallest "
             f"p is 2/2^{n_seeds} = {2 / 2**n_seeds:.4g}; use at least {need} seeds or a larger alpha"
         )
+    if params["data"]["source"] != "digits" and "stratified" in params["subsets"]["variants"]:
+        raise ParamsError("params: 'subsets.variants' may include 'stratified' only for multi-class data (digits); use [global] for chest X-rays")
     if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
 

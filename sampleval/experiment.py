@@ -61,40 +61,57 @@ def run_subset_cell(
     strategy: str,
     fraction: float,
     seeds: list[int],
-    stratify: bool,
+    variant: str = "global",
     scores=None,
-    score_column: str | None = None,
+    ranking: str | None = None,
 ) -> dict:
-    """Retrain on the subset for each seed; return the cell's JSON-ready record.
+    """Retrain on the subset for each seed; return the cell's JSON-ready record
+    (schema: :mod:`sampleval.cells`).
 
-    Ranked strategies choose the same subset for every seed (only the training seed
-    varies); random controls draw a new subset per seed with that seed, and train with
-    the same seed as the strategy they control.
+    ``scores``: a table with ``sample_id`` and the ``ranking`` column (ranked strategies
+    only; None for random controls, which then depend on nothing but fraction, variant
+    and seeds). Ranked strategies choose the same subset for every seed (only the
+    training seed varies); random controls draw a new subset per seed with that seed,
+    and train with the same seed as the strategies they control.
     """
     from .io import hash_ids
-    from .subsets import choose_subset
+    from .subsets import RANDOM, VARIANTS, choose_subset, helpfulness, parse_strategy
 
+    _, kind = parse_strategy(strategy)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown subset variant {variant!r} (allowed: {', '.join(VARIANTS)})")
     splits = (prepared.split("train"), prepared.split("val"), prepared.split("test"))
     tr = splits[0]
-    score_values = None
-    if scores is not None:
+    helpful = None
+    if kind != RANDOM:
+        if scores is None or ranking is None:
+            raise ValueError(f"{strategy} needs a ranking's scores")
         if not np.array_equal(scores["sample_id"].to_numpy().astype(str), tr.ids):
-            raise ValueError("scores.parquet does not match the prepared training set; rerun `dvc repro`")
-        score_values = scores[score_column].to_numpy(dtype=float)
-    if stratify and prepared.task != "multiclass":
-        raise ValueError("subsets.stratify is only defined for multi-class data; set it to false")
-    strata = tr.y if stratify else None
-    record: dict = {"strategy": strategy, "fraction": fraction, "stratified": stratify, "score": score_column, "n_train": int(len(tr.ids))}
+            raise ValueError("the influence scores do not match the prepared training set; rerun `dvc repro`")
+        helpful = helpfulness(ranking, scores[ranking].to_numpy(dtype=float))
+    if variant == "stratified" and prepared.task != "multiclass":
+        raise ValueError("the stratified subset variant is only defined for multi-class data; set subsets.variants to [global]")
+    strata = tr.y if variant == "stratified" else None
+    record: dict = {
+        "ranking": ranking if kind != RANDOM else RANDOM,
+        "variant": variant,
+        "strategy": strategy,
+        "fraction": fraction,
+        "n_train": int(len(tr.ids)),
+        "train_class_composition": class_composition(tr, np.ones(len(tr.ids), dtype=bool), prepared.classes, prepared.task),
+    }
     per_seed: dict = {}
     for seed in seeds:
-        subset = choose_subset(tr.ids, score_values, strategy, fraction, seed, strata)
+        subset = choose_subset(tr.ids, helpful, strategy, fraction, seed, strata)
         _, metrics = train_and_evaluate(prepared, cfg, seed, keep=subset.keep, splits=splits)
         per_seed[str(seed)] = {
             **{k: v for k, v in metrics["test"].items() if isinstance(v, float)},
             "n_trained": int(subset.keep.sum()),
+            "n_chosen": int(subset.chosen.sum()),
             "ids_sha256": hash_ids(tr.ids[subset.keep]),
             "flipped_in_chosen": int(tr.flipped[subset.chosen].sum()),
             "chosen_class_composition": class_composition(tr, subset.chosen, prepared.classes, prepared.task),
+            "chosen_flipped_class_composition": class_composition(tr, subset.chosen & tr.flipped, prepared.classes, prepared.task),
         }
     metric_names = [k for k, v in per_seed[str(seeds[0])].items() if isinstance(v, float)]
     record["mean"] = {m: float(np.mean([per_seed[s][m] for s in per_seed])) for m in metric_names}

@@ -83,14 +83,17 @@ def detection_plot(df: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def subsets_table(cells: list[dict], metric: str) -> pd.DataFrame:
+def subsets_table(cells: dict, metric: str) -> pd.DataFrame:
+    """One row per cell (``cells``: CellKey -> record): mean, sd, min and max over seeds."""
     rows = []
-    for cell in cells:
+    for key, cell in cells.items():
         values = [seed[metric] for seed in cell["seeds"].values()]
         rows.append(
             {
-                "strategy": cell["strategy"],
-                "fraction": cell["fraction"],
+                "ranking": key.ranking,
+                "variant": key.variant,
+                "strategy": key.strategy,
+                "fraction": key.fraction,
                 "mean": float(np.mean(values)),
                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                 "min": float(np.min(values)),
@@ -98,22 +101,86 @@ def subsets_table(cells: list[dict], metric: str) -> pd.DataFrame:
                 "n_seeds": len(values),
             }
         )
-    return pd.DataFrame(rows).sort_values(["strategy", "fraction"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["variant", "strategy", "fraction", "ranking"]).reset_index(drop=True)
 
 
 def subsets_plot(df: pd.DataFrame, metric: str, baseline: float, path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    styles = {"harmful": ("tab:green", "-o"), "helpful": ("tab:blue", "-s"), "random": ("grey", "--^")}
-    for ax, direction in zip(axes, ("remove", "select")):
-        for strategy, part in df[df["strategy"].str.startswith(direction)].groupby("strategy"):
-            color, style = styles[strategy.split("-")[1]]
-            ax.plot(part["fraction"], part["mean"], style, color=color, label=f"{strategy} (mean)")
-            ax.fill_between(part["fraction"], part["min"], part["max"], color=color, alpha=0.15)
-        ax.axhline(baseline, color="k", lw=0.8, ls=":", label="baseline (all data)")
-        ax.set_xlabel(f"fraction {'removed' if direction == 'remove' else 'selected'}")
-        ax.set_title(f"{direction}: mean over seeds, band = min..max")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel(f"test {metric}")
+    """Rows: variants; columns: strategy@fraction. In each panel one point per ranking
+    (mean, bar = min..max over seeds) beside its random control."""
+    ranked = df[df["ranking"] != "random"]
+    columns = list(dict.fromkeys(zip(ranked["strategy"], ranked["fraction"])))
+    variants = list(dict.fromkeys(df["variant"]))
+    fig, axes = plt.subplots(len(variants), max(len(columns), 1), figsize=(3.4 * max(len(columns), 1), 3.0 * len(variants)), squeeze=False, sharey=True)
+    for i, variant in enumerate(variants):
+        for j, (strategy, fraction) in enumerate(columns):
+            ax = axes[i, j]
+            part = ranked[(ranked["variant"] == variant) & (ranked["strategy"] == strategy) & (ranked["fraction"] == fraction)]
+            control = df[(df["ranking"] == "random") & (df["variant"] == variant) & (df["fraction"] == fraction)
+                         & (df["strategy"] == f"{strategy.split('-')[0]}-random")]
+            labels = list(part["ranking"]) + ["random"]
+            both = pd.concat([part, control])
+            x = np.arange(len(both))
+            colors = ["tab:blue"] * len(part) + ["grey"] * len(control)
+            yerr = np.clip([both["mean"] - both["min"], both["max"] - both["mean"]], 0, None)
+            for xi, (mean, color) in enumerate(zip(both["mean"], colors)):
+                ax.errorbar([xi], [mean], yerr=yerr[:, xi : xi + 1], fmt="o", color=color, capsize=3)
+            if len(control):
+                ax.axhline(float(control["mean"].iloc[0]), color="grey", lw=0.8, ls="--")
+            ax.axhline(baseline, color="k", lw=0.8, ls=":")
+            ax.set_xticks(x, labels[: len(x)], rotation=30, fontsize=8)
+            ax.set_title(f"{variant}: {strategy} {fraction}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"test {metric}")
+    fig.suptitle("Mean over seeds (bar = min..max)\ndashed: random control; dotted: baseline on all data", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def composition_table(cells: dict) -> pd.DataFrame:
+    """Per cell and class: share of the removed/selected set against the full training set
+    (``sampleval.cells.composition``)."""
+    from .cells import composition
+
+    rows = []
+    for key, cell in cells.items():
+        for r in composition(cell):
+            rows.append({"cell": key.name, "ranking": key.ranking, "variant": key.variant, "strategy": key.strategy,
+                         "fraction": key.fraction, **r})
+    return pd.DataFrame(rows)
+
+
+def composition_heatmap(df: pd.DataFrame, path) -> None:
+    """Rows: cells; columns: classes; colour: the class's removal (selection) rate over the
+    cell's average rate, log scale, 1 = proportional. Annotated with the class's share of
+    the removed/selected set; the top row is each class's share of the full training set."""
+    from matplotlib.colors import LogNorm
+
+    cells = list(dict.fromkeys(df["cell"]))
+    classes = list(dict.fromkeys(df["class"]))
+    ratio = np.ones((len(cells) + 1, len(classes)))
+    share = np.zeros_like(ratio)
+    first = df[df["cell"] == cells[0]].set_index("class")
+    share[0] = [first.loc[c, "train_share"] for c in classes]
+    for i, cell in enumerate(cells, start=1):
+        part = df[df["cell"] == cell].set_index("class")
+        rate = np.array([part.loc[c, "rate"] for c in classes], dtype=float)
+        ratio[i] = np.clip(rate / part["average_rate"].iloc[0], 1 / 8, 8)
+        share[i] = [part.loc[c, "chosen_share"] for c in classes]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(classes), 0.9 + 0.32 * (len(cells) + 1)))
+    im = ax.imshow(ratio, cmap="RdBu_r", norm=LogNorm(1 / 8, 8), aspect="auto")
+    for i in range(ratio.shape[0]):
+        for j in range(ratio.shape[1]):
+            far = abs(np.log2(ratio[i, j])) > 1.5  # dark cells: white text
+            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6.5, color="white" if far else "black")
+    ax.set_xticks(range(len(classes)), classes, fontsize=8)
+    ax.set_yticks(range(len(cells) + 1), ["full training set (share %)"] + cells, fontsize=7)
+    ax.set_xlabel("class")
+    ticks = [1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8]
+    bar = fig.colorbar(im, ax=ax, label="class rate / average rate\n(1 = proportional)", shrink=0.8, ticks=ticks)
+    bar.ax.set_yticklabels(["<=1/8", "1/4", "1/2", "1", "2", "4", ">=8"])
+    bar.ax.minorticks_off()
+    ax.set_title("Removed / selected sets: each class's share (%)\nremove-*: red = the class is removed more than average; "
+                 "select-*: blue = the class is kept less", fontsize=8)
     _save(fig, path)
 
 

@@ -3,29 +3,68 @@
 For one comparison, ``d_s = metric(strategy, seed s) - metric(control, seed s)`` over
 the shared seeds. We report:
 
-- the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``; exact null
-  distribution when there are no zero or tied differences, normal approximation otherwise);
-- the minimum attainable p for that number of non-zero pairs: ``2 / 2**n`` two-sided
-  (``1 / 2**n`` one-sided); when it exceeds alpha, significance cannot be reached and a
+- an exact two-sided paired test for every row: the Wilcoxon signed-rank statistic
+  ``S = sum_i sign(d_i) r_i`` (``r_i`` = average rank of ``|d_i|`` among the non-zero
+  differences) referred to its distribution over all ``2**n`` sign flips of the paired
+  differences (the paired permutation test, ``scipy.stats.permutation_test`` with
+  ``permutation_type='samples'``); ``p = P(|S*| >= |S|)``. It is exact with tied and
+  zero differences: the ranks are conditioned on, and a zero difference flips to itself;
+- the minimum attainable p of that test: ``2 / 2**m`` with ``m`` the number of non-zero
+  differences (only the two all-same-sign flips reach the largest ``|S|``, ties or not;
+  zeros do not count). When it exceeds alpha, significance cannot be reached and a
   warning is recorded;
-- Benjamini-Hochberg adjusted p-values across all comparisons
-  (``scipy.stats.false_discovery_control``);
+- Benjamini-Hochberg adjusted p-values (``scipy.stats.false_discovery_control``) over
+  the distinct comparisons: rows that train on the same ids as another row (same
+  ``ids_sha256`` per seed, strategy and control) are one comparison, counted once;
 - Cohen's d_z = mean(d) / sd(d) (sample sd, ddof=1) and the median paired difference
   with a percentile bootstrap CI (seeded).
 """
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import stats as st
 
+MAX_EXACT_PAIRS = 20  # 2**20 sign flips: about a second
 
-def min_attainable_p(n: int, alternative: str = "two-sided") -> float:
-    if n <= 0:
+
+def min_attainable_p(n_nonzero: int, alternative: str = "two-sided") -> float:
+    """The smallest p the exact sign-flip test can give with ``n_nonzero`` non-zero differences."""
+    if n_nonzero <= 0:
         return 1.0
-    return min(1.0, (2.0 if alternative == "two-sided" else 1.0) / 2.0**n)
+    return min(1.0, (2.0 if alternative == "two-sided" else 1.0) / 2.0**n_nonzero)
+
+
+def signed_rank_statistic(d: np.ndarray) -> float:
+    """``S = sum sign(d_i) * rank(|d_i|)`` over the non-zero differences (average ranks for ties)."""
+    d = np.asarray(d, dtype=float)
+    nz = d[d != 0]
+    if len(nz) == 0:
+        return 0.0
+    return float(np.sum(np.sign(nz) * st.rankdata(np.abs(nz))))
+
+
+def sign_flip_test(d: np.ndarray) -> tuple[float, float]:
+    """Exact two-sided signed-rank test by enumerating every sign flip: ``(S, p)``.
+
+    Zero differences are their own flip, so enumerating the ``2**m`` flips of the
+    ``m`` non-zero differences gives the same p as all ``2**n``. The doubled ranks are
+    integers, so the comparison ``|S*| >= |S|`` is exact.
+    """
+    d = np.asarray(d, dtype=float)
+    nz = d[d != 0]
+    m = len(nz)
+    if m == 0:
+        return 0.0, 1.0
+    if m > MAX_EXACT_PAIRS:
+        raise ValueError(f"the exact sign-flip test enumerates 2**n flips; {m} non-zero pairs is too many (at most {MAX_EXACT_PAIRS} seeds)")
+    r2 = np.rint(2 * st.rankdata(np.abs(nz))).astype(np.int64)  # doubled average ranks: integers
+    observed = int(np.sum(np.sign(nz).astype(np.int64) * r2))
+    bits = (np.arange(2**m, dtype=np.int64)[:, None] >> np.arange(m, dtype=np.int64)) & 1
+    flipped = (1 - 2 * bits) @ r2  # every sign assignment
+    p = float(np.count_nonzero(np.abs(flipped) >= abs(observed)) / 2**m)
+    return observed / 2.0, p
 
 
 def cohen_dz(d: np.ndarray) -> float | None:
@@ -52,27 +91,21 @@ def paired_test(strategy: np.ndarray, control: np.ndarray, alpha: float = 0.05, 
         raise ValueError("paired test needs two 1-D arrays of equal length (one value per seed)")
     d = strategy - control
     n_nonzero = int(np.count_nonzero(d))
-    exact = n_nonzero == len(d) and len(np.unique(np.abs(d))) == len(d)
-    if n_nonzero == 0:
-        statistic, p = 0.0, 1.0
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = st.wilcoxon(strategy, control, zero_method="wilcox", alternative="two-sided", method="exact" if exact else "approx")
-        statistic, p = float(res.statistic), float(res.pvalue)
+    statistic, p = sign_flip_test(d)
     min_p = min_attainable_p(n_nonzero)
     lo, hi = bootstrap_median_ci(d, n_bootstrap, seed=seed)
     return {
         "n_seeds": int(len(d)),
         "n_nonzero": n_nonzero,
+        "n_tied": int(len(d[d != 0]) - len(np.unique(np.abs(d[d != 0])))),
         "mean_diff": float(d.mean()),
         "median_diff": float(np.median(d)),
         "median_diff_ci_low": lo,
         "median_diff_ci_high": hi,
         "cohen_dz": cohen_dz(d),
-        "wilcoxon_statistic": statistic,
+        "signed_rank_statistic": statistic,
         "p": p,
-        "method": "exact" if exact else "normal-approx",
+        "method": "exact sign-flip signed-rank",
         "min_attainable_p": min_p,
         "alpha_reachable": bool(min_p <= alpha),
     }
@@ -84,28 +117,34 @@ def benjamini_hochberg(p_values: list[float]) -> list[float]:
     return [float(q) for q in st.false_discovery_control(np.asarray(p_values, dtype=float), method="bh")]
 
 
-def compare(results: dict[tuple[str, float], dict[int, float]], pairs: list[tuple[str, str, float]], alpha: float, n_bootstrap: int) -> list[dict]:
-    """Run every (strategy, control, fraction) comparison and add BH-adjusted p-values.
+def compare(comparisons: list[dict], alpha: float, n_bootstrap: int) -> list[dict]:
+    """Run every comparison and add BH-adjusted p-values over the distinct ones.
 
-    ``results[(strategy, fraction)][seed] = metric``. A missing cell or seed is an error.
+    Each comparison: ``{'name', 'strategy': {seed: metric}, 'control': {seed: metric},
+    'signature': hashable}`` plus any fields to carry into the row. Comparisons with the
+    same ``signature`` (the same ids trained on, seed by seed, on both sides) are one
+    test: BH counts the first once, and the others get ``same_as`` = its name and its q.
     """
-    rows = []
-    for strategy, control, fraction in pairs:
-        for key in ((strategy, fraction), (control, fraction)):
-            if key not in results:
-                raise KeyError(f"missing subset cell {key[0]} at fraction {key[1]}; run `dvc repro` to create it")
-        s_res, c_res = results[(strategy, fraction)], results[(control, fraction)]
+    rows, first_of = [], {}
+    for comp in comparisons:
+        s_res, c_res = comp["strategy"], comp["control"]
         if set(s_res) != set(c_res):
-            raise KeyError(f"{strategy} and {control} at fraction {fraction} were run with different seeds ({sorted(s_res)} vs {sorted(c_res)})")
+            raise KeyError(f"{comp['name']}: strategy and control were run with different seeds ({sorted(s_res)} vs {sorted(c_res)})")
         seeds = sorted(s_res)
-        row = {"strategy": strategy, "control": control, "fraction": fraction}
+        row = {k: v for k, v in comp.items() if k not in ("strategy", "control", "signature")}
         row.update(paired_test(np.array([s_res[s] for s in seeds]), np.array([c_res[s] for s in seeds]), alpha, n_bootstrap))
         row["strategy_mean"] = float(np.mean([s_res[s] for s in seeds]))
         row["control_mean"] = float(np.mean([c_res[s] for s in seeds]))
+        sig = comp.get("signature")
+        row["same_as"] = first_of.get(sig) if sig is not None else None
+        if sig is not None:
+            first_of.setdefault(sig, comp["name"])
         rows.append(row)
-    for row, q in zip(rows, benjamini_hochberg([r["p"] for r in rows])):
-        row["p_bh"] = q
-        row["significant"] = bool(q <= alpha)
+    distinct = [r for r in rows if r["same_as"] is None]
+    q_of = dict(zip([r["name"] for r in distinct], benjamini_hochberg([r["p"] for r in distinct])))
+    for row in rows:
+        row["p_bh"] = q_of[row["same_as"] or row["name"]]
+        row["significant"] = bool(row["p_bh"] <= alpha)
     return rows
 
 

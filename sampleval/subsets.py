@@ -1,17 +1,32 @@
-"""Subsets of the training set chosen from influence scores, and their random controls.
+"""Subsets of the training set chosen from influence rankings, and their random controls.
 
-Strategies (``direction-ranking``):
+The experiment has four dimensions: ranking (a score column: ``tracin``, ``self_influence``,
+``loss``, ...) x strategy x fraction x variant (``global`` or class-``stratified``).
 
-- ``remove-harmful``: drop the k lowest-scoring samples (most harmful);
-- ``remove-helpful``: drop the k highest-scoring samples;
-- ``remove-random``: drop k samples at random (the control for both removals);
-- ``select-helpful``: keep only the k highest-scoring samples;
-- ``select-random``: keep k samples at random (its control).
+Strategies:
 
-``k = round(fraction * n)``. With ``stratified=True`` every class loses (or keeps) the
-same share: ``k_c = round(fraction * n_c)`` per class, for the ranked strategy and its
-random control alike, so both have identical sizes and class composition. Ties in the
-scores are broken by ``sample_id`` so the choice is deterministic.
+- ``remove-harmful``: drop the k most harmful samples;
+- ``remove-helpful``: drop the k most helpful samples;
+- ``select-helpful``: keep only the k most helpful samples;
+
+and their random controls ``remove-random`` / ``select-random``: the same k, the same
+variant and the same training seeds. A control depends only on (direction, fraction,
+variant, seeds), never on a ranking, so one control cell serves every ranking.
+
+Orientation (:func:`helpfulness`): every ranking is turned into one "helpfulness" value,
+higher = more helpful, lower = more harmful/suspicious. Signed estimators already use
+positive = helpful (``tracin``; ``loss`` stores minus the training loss); magnitude
+estimators (``self_influence``: high = unusual) are negated. So "harmful" means the
+lowest TracIn, the highest self-influence, the highest training loss.
+
+Sizes: ``k = round(fraction * n)``; with ``variant='stratified'`` every class loses (or
+keeps) the same share, ``k_c = round(fraction * n_c)`` per class, for strategy and control
+alike. Ties in the ranking are broken by ``sample_id``.
+
+A random draw orders each stratum by a seeded permutation and keeps its head: so
+``remove-random@f`` and ``select-random@(1-f)`` keep the same ids whenever the sizes
+agree, exactly as ``remove-harmful@f`` and ``select-helpful@(1-f)`` do. Such cells are one
+comparison (see :mod:`sampleval.stats`).
 """
 from __future__ import annotations
 
@@ -19,10 +34,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DIRECTIONS = ("remove", "select")
-RANKINGS = ("harmful", "helpful", "random")
-STRATEGIES = ("remove-harmful", "remove-helpful", "remove-random", "select-helpful", "select-random")
-RANKED_STRATEGIES = ("remove-harmful", "remove-helpful", "select-helpful")
+STRATEGIES = ("remove-harmful", "remove-helpful", "select-helpful")
+CONTROLS = ("remove-random", "select-random")
+VARIANTS = ("global", "stratified")
+RANDOM = "random"  # the ranking name of control cells
+
+# Estimators whose score is a magnitude (high = unusual/suspicious), not a signed helpfulness.
+# TODO(merge): read the estimator registry's ``kind`` (signed | magnitude) instead.
+MAGNITUDE_RANKINGS = frozenset({"self_influence", "tracincp_self_influence"})
+
+
+def helpfulness(ranking: str, values: np.ndarray) -> np.ndarray:
+    """Orient a ranking's scores: higher = more helpful, lower = more harmful/suspicious."""
+    values = np.asarray(values, dtype=float)
+    return -values if ranking in MAGNITUDE_RANKINGS or ranking.endswith("self_influence") else values
+
+
+def parse_strategy(strategy: str) -> tuple[str, str]:
+    if strategy not in STRATEGIES + CONTROLS:
+        raise ValueError(f"unknown subset strategy {strategy!r} (allowed: {', '.join(STRATEGIES + CONTROLS)})")
+    direction, kind = strategy.split("-")
+    return direction, kind
 
 
 def control_of(strategy: str) -> str:
@@ -31,39 +63,23 @@ def control_of(strategy: str) -> str:
     return f"{direction}-random"
 
 
-def fractions_for(strategy: str, remove_fractions: list[float], select_fractions: list[float]) -> list[float]:
-    """The fractions a strategy's cells run at (``subsets.remove_fractions`` or ``select_fractions``)."""
-    direction, _ = parse_strategy(strategy)
-    return remove_fractions if direction == "remove" else select_fractions
-
-
-def parse_strategy(strategy: str) -> tuple[str, str]:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown subset strategy {strategy!r} (allowed: {', '.join(STRATEGIES)})")
-    direction, ranking = strategy.split("-")
-    return direction, ranking
-
-
 @dataclass
 class Subset:
     keep: np.ndarray  # bool mask over the training set: the samples trained on
     chosen: np.ndarray  # bool mask: the removed (remove-*) or selected (select-*) samples
 
 
-def _pick(order_scores: np.ndarray | None, ids: np.ndarray, candidates: np.ndarray, k: int, ranking: str, rng: np.random.Generator) -> np.ndarray:
-    """Indices (into the full arrays) of k samples among ``candidates``."""
-    if ranking == "random":
-        return np.sort(rng.choice(candidates, size=k, replace=False))
-    scores = order_scores[candidates]
-    # lexsort: last key is primary. harmful = lowest score first; helpful = highest first.
-    primary = scores if ranking == "harmful" else -scores
-    order = np.lexsort((ids[candidates], primary))
-    return candidates[order[:k]]
+def _keep_order(helpful: np.ndarray | None, ids: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``members`` ordered so that the head is what a smaller kept set keeps: most helpful
+    first for a ranking (ties by id), a seeded permutation for a random draw."""
+    if helpful is None:
+        return rng.permutation(members)
+    return members[np.lexsort((ids[members], -helpful[members]))]
 
 
 def choose_subset(
     ids: np.ndarray,
-    scores: np.ndarray | None,
+    helpful: np.ndarray | None,
     strategy: str,
     fraction: float,
     seed: int,
@@ -71,28 +87,35 @@ def choose_subset(
 ) -> Subset:
     """Choose the training subset for one (strategy, fraction, seed) cell.
 
-    ``classes``: per-sample class for stratified choice (None = global ranking).
-    ``scores`` may be None for random strategies. ``seed`` only affects random strategies.
+    ``helpful``: oriented scores (:func:`helpfulness`; None for random strategies).
+    ``classes``: per-sample class for the stratified variant (None = global).
+    ``seed`` only affects random strategies.
     """
-    direction, ranking = parse_strategy(strategy)
+    direction, kind = parse_strategy(strategy)
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction}")
     ids = np.asarray(ids).astype(str)
     n = len(ids)
-    if ranking != "random":
-        if scores is None or len(scores) != n:
+    if kind != RANDOM:
+        if helpful is None or len(helpful) != n:
             raise ValueError("ranked strategies need one score per training sample")
-        if not np.all(np.isfinite(scores)):
+        helpful = np.asarray(helpful, dtype=float)
+        if not np.all(np.isfinite(helpful)):
             raise ValueError("influence scores contain NaN or inf; rerun the influence stage")
+    else:
+        helpful = None
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if classes is None else [np.flatnonzero(classes == c) for c in np.unique(classes)]
-    chosen = np.zeros(n, dtype=bool)
+    keep = np.zeros(n, dtype=bool)
     for members in groups:
-        k = int(round(fraction * len(members)))
-        if k > 0:
-            chosen[_pick(scores, ids, members, k, ranking, rng)] = True
+        k = int(round(fraction * len(members)))  # removed (remove-*) or selected (select-*)
+        n_keep = len(members) - k if direction == "remove" else k
+        order = _keep_order(helpful, ids, members, rng)
+        if kind == "helpful" and direction == "remove":
+            order = order[::-1]  # remove-helpful keeps the least helpful
+        keep[order[:n_keep]] = True  # the head: the most helpful (or a random) n_keep
+    chosen = ~keep if direction == "remove" else keep
     k_total = int(chosen.sum())
     if k_total == 0 or k_total == n:
         raise ValueError(f"fraction {fraction} of {n} samples gives an empty or full subset; choose a fraction that leaves both sides non-empty")
-    keep = ~chosen if direction == "remove" else chosen
     return Subset(keep=keep, chosen=chosen)

@@ -11,9 +11,6 @@ from stages import BLAS_PINNED
 
 log = logging.getLogger("sampleval")
 
-# Where each subset cell writes its record (dvc.yaml declares the same paths).
-CELL_PATH = "metrics/subsets/{strategy}-{fraction}.json"
-
 
 # What train writes and the stages that consume the baseline read (dvc.yaml deps).
 TRAIN_METRICS = "metrics/train.json"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 
 from sampleval import plots
+from sampleval.cells import load_cells
 from sampleval.io import atomic_path, write_text
-from sampleval.report import render_report
-from sampleval.subsets import STRATEGIES, fractions_for
-from stages._common import CELL_PATH, main, start
+from sampleval.report import ReportInputs, render_report
+from stages._common import main, start
 
 
 def _csv(df: pd.DataFrame, path: str) -> None:
@@ -18,34 +18,36 @@ def _csv(df: pd.DataFrame, path: str) -> None:
         df.round(6).to_csv(tmp, index=False)
 
 
+def _json(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 @main
 def run(argv=None) -> None:
     params = start("report")
     sub, metric = params["subsets"], params["stats"]["metric"]
-    score_col = sub["score"]
+    score_col = sub["scores"][0]  # the histogram and sorted-score figures show the first ranking
     table = pd.read_parquet("data/influence/scores.parquet")
-    train = json.loads(Path("metrics/train.json").read_text())
-    influence = json.loads(Path("metrics/influence.json").read_text())
-    stats = json.loads(Path("metrics/stats.json").read_text())
-    fidelity = json.loads(Path("metrics/fidelity.json").read_text())
+    inputs = ReportInputs(
+        train=_json("metrics/train.json"), influence=_json("metrics/influence.json"), stats=_json("metrics/stats.json"),
+        params=params, fidelity=_json("metrics/fidelity.json"), cells=load_cells(sub),
+    )
 
-    plots.train_curve_plot(pd.read_csv("plots/train_curve.csv"), train["best_epoch"], "plots/train_curve.png")
+    plots.train_curve_plot(pd.read_csv("plots/train_curve.csv"), inputs.train["best_epoch"], "plots/train_curve.png")
     plots.influence_histogram(table, score_col, "plots/influence_hist.png")
     ordered = plots.sorted_scores(table, score_col)
     _csv(ordered, "plots/sorted_scores.csv")
-    plots.sorted_scores_plot(ordered, score_col, influence[score_col]["s_shapedness"], "plots/sorted_scores.png")
+    plots.sorted_scores_plot(ordered, score_col, inputs.influence[score_col]["s_shapedness"], "plots/sorted_scores.png")
     det = plots.detection_table(table, params["influence"]["methods"])  # all zeros when nothing was flipped
     _csv(det, "plots/detection.csv")
     plots.detection_plot(det, "plots/detection.png")
-    cells = [
-        json.loads(Path(CELL_PATH.format(strategy=strategy, fraction=fraction)).read_text())
-        for strategy in STRATEGIES
-        for fraction in fractions_for(strategy, sub["remove_fractions"], sub["select_fractions"])
-    ]
-    subsets = plots.subsets_table(cells, metric)
+    subsets = plots.subsets_table(inputs.cells, metric)
     _csv(subsets, "plots/subsets.csv")
-    plots.subsets_plot(subsets, metric, train["test"][metric], "plots/subsets.png")
-    write_text("report.md", render_report(train, influence, stats, params, fidelity))
+    plots.subsets_plot(subsets, metric, inputs.train["test"][metric], "plots/subsets.png")
+    comp = plots.composition_table(inputs.cells)
+    _csv(comp, "plots/composition.csv")
+    plots.composition_heatmap(comp, "plots/composition.png")
+    write_text("report.md", render_report(inputs))
 
 
 if __name__ == "__main__":

@@ -1,55 +1,35 @@
-"""stats: every ranked strategy against its random control at the same fraction and
-seeds -> metrics/stats.json. The expected cells come from params; a missing one is an
-error (stale files from an older, larger matrix are never globbed in)."""
+"""stats: every ranked cell against its random control (same variant, fraction and seeds)
+-> metrics/stats.json. The expected cells come from params; a missing one is an error
+(stale files from an older, larger matrix are never globbed in)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from sampleval.cells import comparisons, load_cells
 from sampleval.io import write_json
 from sampleval.stats import compare
-from sampleval.subsets import RANKED_STRATEGIES, control_of, fractions_for
-from stages._common import CELL_PATH, log, main, start
-
-
-def expected_pairs(sub: dict) -> list[tuple[str, str, float]]:
-    return [
-        (strategy, control_of(strategy), f)
-        for strategy in RANKED_STRATEGIES
-        for f in fractions_for(strategy, sub["remove_fractions"], sub["select_fractions"])
-    ]
+from stages._common import log, main, start
 
 
 @main
 def run(argv=None) -> None:
     params = start("stats")
     sub, cfg = params["subsets"], params["stats"]
-    pairs = expected_pairs(sub)
-    results = {}
-    for strategy, control, fraction in pairs:
-        for name in (strategy, control):
-            path = Path(CELL_PATH.format(strategy=name, fraction=fraction))
-            if not path.exists():
-                raise FileNotFoundError(f"subset cell {path} is missing; run `dvc repro` to create it")
-            cell = json.loads(path.read_text())
-            seeds = [str(s) for s in sub["seeds"]]
-            missing = [s for s in seeds if s not in cell["seeds"]]
-            if missing:
-                raise KeyError(f"{path} lacks seeds {missing}; run `dvc repro` to refresh it")
-            results[(name, fraction)] = {int(s): cell["seeds"][s][cfg["metric"]] for s in seeds}
-    rows = compare(results, pairs, cfg["alpha"], cfg["n_bootstrap"])
+    cells = load_cells(sub)
+    rows = compare(comparisons(sub, cells, cfg["metric"]), cfg["alpha"], cfg["n_bootstrap"])
+    distinct = [r for r in rows if r["same_as"] is None]
     out = {
         "metric": f"test.{cfg['metric']}",
         "alpha": cfg["alpha"],
         "n_seeds": len(sub["seeds"]),
-        "n_comparisons": len(rows),
-        "n_significant_bh": sum(r["significant"] for r in rows),
-        "warnings": [f"{r['strategy']}@{r['fraction']}: min attainable p {r['min_attainable_p']:.4g} > alpha" for r in rows if not r["alpha_reachable"]],
-        "comparisons": {f"{r['strategy']}@{r['fraction']}": r for r in rows},
+        "n_rows": len(rows),
+        "n_comparisons": len(distinct),
+        "n_significant_bh": sum(r["significant"] for r in distinct),
+        "warnings": [f"{r['name']}: min attainable p {r['min_attainable_p']:.4g} > alpha" for r in distinct if not r["alpha_reachable"]],
+        "comparisons": {r["name"]: r for r in rows},
     }
     write_json("metrics/stats.json", out)
     for r in rows:
-        log.info("%s@%s vs %s: diff %+.4f, p %.4g, BH q %.4g, d_z %s", r["strategy"], r["fraction"], r["control"], r["mean_diff"], r["p"], r["p_bh"], r["cohen_dz"])
+        log.info("%s vs %s: diff %+.4f, p %.4g, BH q %.4g, d_z %s%s", r["name"], r["control_name"], r["mean_diff"], r["p"], r["p_bh"], r["cohen_dz"],
+                 f" (same subsets as {r['same_as']})" if r["same_as"] else "")
 
 
 if __name__ == "__main__":

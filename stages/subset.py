@@ -1,8 +1,9 @@
-"""subset: one (strategy, fraction) cell: retrain from scratch on the chosen subset for
-every seed in subsets.seeds -> metrics/subsets/<strategy>-<fraction>.json.
+"""subset: one cell (ranking, variant, strategy, fraction): retrain from scratch on the
+chosen subset for every seed in subsets.seeds -> the cell's record at
+metrics/subsets/<ranking>/<variant>/<strategy>-<fraction>.json (random controls:
+ranking `random`, read no scores, and serve every ranking).
 
-The seeds run inside the cell: each process start costs ~3 s of imports, which would
-dominate 144 one-seed cells on 2 cores.
+The seeds run inside the cell: each process start costs ~3 s of imports.
 """
 from __future__ import annotations
 
@@ -10,31 +11,38 @@ import argparse
 
 import pandas as pd
 
+from sampleval.cells import CellKey
 from sampleval.data.prepared import load_prepared
 from sampleval.experiment import run_subset_cell
 from sampleval.io import write_json
+from sampleval.subsets import RANDOM
 from sampleval.training import TrainConfig
-from stages._common import CELL_PATH, log, main, start
+from stages._common import log, main, start
 
 
 @main
 def run(argv=None) -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--ranking", required=True, help="a score column, or 'random' for a control")
+    ap.add_argument("--variant", required=True)
     ap.add_argument("--strategy", required=True)
     ap.add_argument("--fraction", type=float, required=True)
     args = ap.parse_args(argv)
-    params = start(f"subset:{args.strategy}-{args.fraction}", baseline=not args.strategy.endswith("random"))
-    sub = params["subsets"]
+    if (args.ranking == RANDOM) != args.strategy.endswith("-random"):
+        raise ValueError(f"--ranking {args.ranking} with --strategy {args.strategy}: controls (*-random) take --ranking random, strategies a score column")
+    key = CellKey(args.ranking, args.variant, args.strategy, args.fraction)
+    params = start(f"subset:{key.name}", baseline=args.ranking != RANDOM)
     prepared = load_prepared("data/prepared")
     scores = None
-    if not args.strategy.endswith("random"):
-        table = pd.read_parquet("data/influence/scores.parquet", columns=["sample_id", sub["score"]])
-        scores = table
+    if args.ranking != RANDOM:
+        # one estimator's own file: adding a ranking or an estimator reruns no other cell
+        scores = pd.read_parquet(f"data/influence/methods/{args.ranking}.parquet", columns=["sample_id", args.ranking])
     result = run_subset_cell(
-        prepared, TrainConfig.from_params(params), args.strategy, args.fraction, sub["seeds"], sub["stratify"], scores, sub["score"]
+        prepared, TrainConfig.from_params(params), args.strategy, args.fraction, params["subsets"]["seeds"], args.variant,
+        scores, None if args.ranking == RANDOM else args.ranking,
     )
-    write_json(CELL_PATH.format(strategy=args.strategy, fraction=args.fraction), result)
-    log.info("%s at %s: mean test %s", args.strategy, args.fraction, result["mean"])
+    write_json(str(key.path()), result)
+    log.info("%s: mean test %s", key.name, result["mean"])
 
 
 if __name__ == "__main__":

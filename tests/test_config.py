@@ -25,6 +25,8 @@ def test_committed_params_are_valid(params):
         (("subsets", "remove_fractions"), [0.05, 1.0], "'subsets.remove_fractions'"),
         (("subsets", "select_fractions"), [0.0], "strictly between 0 and 1"),
         (("subsets", "seeds"), [0, 1, 2, 3, 4], "'subsets.seeds'"),
+        (("subsets", "seeds"), list(range(21)), "6 to 20 distinct"),
+        (("subsets", "variants"), ["per-class"], "'subsets.variants'"),
         (("model", "name"), "vgg16", "'model.name' = 'vgg16' is not allowed; expected one of small_cnn"),
         (("train", "lr"), -1, "'train.lr'"),
         (("noise", "kind"), "salt", "'noise.kind'"),
@@ -52,7 +54,11 @@ def test_unknown_and_missing_keys(params):
 def test_score_must_be_computed(params):
     bad = copy.deepcopy(params)
     bad["influence"]["methods"] = ["tracincp"]
-    with pytest.raises(ParamsError, match="'subsets.score'"):
+    with pytest.raises(ParamsError, match="'subsets.scores' lists tracin, self_influence, loss, not in 'influence.methods'"):
+        check_consistency(bad)
+    bad = copy.deepcopy(params)
+    bad["data"]["source"] = "nih14"
+    with pytest.raises(ParamsError, match="'subsets.variants' may include 'stratified' only for multi-class"):
         check_consistency(bad)
 
 

@@ -50,7 +50,8 @@ def make_repo(base: Path, edit) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["epochs"] = 3
     params["influence"]["methods"] = ["tracin", "self_influence"]
-    params["subsets"].update(remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
+    params["subsets"].update(scores=["tracin", "self_influence"], variants=["global"], remove_strategies=["remove-harmful"],
+                             remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
     params["fidelity"].update(n_points=5, n_subsets=4)
     edit(params)
@@ -76,9 +77,11 @@ def test_repro_produces_every_declared_output(repo):
     assert {"sample_id", "split", "label", "clean_label", "flipped", "tracin", "self_influence"} <= set(scores.columns)
     assert scores["sample_id"].is_unique and (scores["split"] == "train").all()
     stats = json.loads((repo / "metrics/stats.json").read_text())
-    assert set(stats["comparisons"]) == {"remove-harmful@0.1", "remove-helpful@0.1", "select-helpful@0.5"}
-    assert stats["comparisons"]["remove-harmful@0.1"]["min_attainable_p"] == pytest.approx(2 / 64, abs=1e-4)
-    cell = json.loads((repo / "metrics/subsets/remove-random-0.1.json").read_text())
+    assert set(stats["comparisons"]) == {f"{r}/global/{s}" for r in ("tracin", "self_influence") for s in ("remove-harmful@0.1", "select-helpful@0.5")}
+    row = stats["comparisons"]["tracin/global/remove-harmful@0.1"]
+    assert row["min_attainable_p"] == pytest.approx(2 / 2 ** row["n_nonzero"], abs=1e-4)
+    assert row["control_name"] == stats["comparisons"]["self_influence/global/remove-harmful@0.1"]["control_name"]  # one shared control
+    cell = json.loads((repo / "metrics/subsets/random/global/remove-random-0.1.json").read_text())
     assert sorted(cell["seeds"]) == [str(s) for s in range(6)]
     assert len({s["ids_sha256"] for s in cell["seeds"].values()}) == 6  # a new random subset per seed
     assert "report.md" in first or (repo / "report.md").read_text().startswith("# Sample valuation report")
@@ -95,8 +98,18 @@ def test_adding_a_fraction_runs_only_new_cells(repo):
     params["subsets"]["remove_fractions"] = [0.1, 0.2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _ran(_dvc(repo, "repro"))
-    # check-params depends on the whole params.yaml: it reruns on every edit (a fraction of a second)
-    assert ran == {"check-params", "remove@remove-harmful-0.2", "remove@remove-helpful-0.2", "remove-random@0.2", "stats", "report"}
+    assert ran == {"check-params", "remove@tracin-remove-harmful-0.2-global", "remove@self_influence-remove-harmful-0.2-global", "remove-random@0.2-global", "stats", "report"}
+
+
+def test_adding_a_ranking_reruns_no_existing_cell(repo):
+    repo, _ = repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["influence"]["methods"].append("loss")
+    params["subsets"]["scores"].append("loss")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _ran(_dvc(repo, "repro"))
+    cells = {r for r in ran if r.split("@")[0] in ("remove", "select", "remove-random", "select-random")}
+    assert cells == {"remove@loss-remove-harmful-0.1-global", "remove@loss-remove-harmful-0.2-global", "select@loss-0.5-global"}
 
 
 def test_bad_params_fail_before_work_with_one_line(repo):
@@ -120,7 +133,7 @@ def test_chest_xray_fixture_end_to_end(tmp_path):
         p["data"].update(source="nih14", root="data/raw/nih14", image_size=16, val_fraction=0.2, test_fraction=0.2)
         p["noise"]["kind"] = "none"
         p["train"].update(epochs=2, pos_weight_clamp=[2, 8])
-        p["subsets"].update(remove_fractions=[0.2], select_fractions=[0.6])
+        p["subsets"].update(remove_fractions=[0.2], select_fractions=[0.6], variants=["global"])
         p["stats"]["metric"] = "macro_auroc"
         p["checks"]["allow_chance_level"] = True  # generated pixels carry no signal: the baseline is at chance by design
 
@@ -135,4 +148,4 @@ def test_chest_xray_fixture_end_to_end(tmp_path):
     train = json.loads((repo / "metrics/train.json").read_text())
     assert set(train["thresholds"]) and 0 <= train["test"]["macro_auroc"] <= 1
     stats = json.loads((repo / "metrics/stats.json").read_text())
-    assert stats["metric"] == "test.macro_auroc" and len(stats["comparisons"]) == 3
+    assert stats["metric"] == "test.macro_auroc" and len(stats["comparisons"]) == 4

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sampleval.subsets import choose_subset, control_of
+from sampleval.subsets import choose_subset, control_of, helpfulness
 
 IDS = np.array([f"s{i:03d}" for i in range(200)])
 SCORES = np.random.default_rng(0).normal(size=200)
@@ -28,9 +28,28 @@ def test_ranked_choices_are_the_extremes():
     assert np.array_equal(select.chosen, helpful.chosen)
 
 
+def test_orientation_magnitude_rankings_are_negated():
+    values = np.array([3.0, -1.0, 0.5])
+    assert np.array_equal(helpfulness("tracin", values), values)
+    assert np.array_equal(helpfulness("loss", values), values)  # the loss column is minus the loss
+    assert np.array_equal(helpfulness("self_influence", values), -values)
+    # remove-harmful on self-influence drops the most unusual (largest) samples
+    self_inf = np.abs(SCORES)
+    sub = choose_subset(IDS, helpfulness("self_influence", self_inf), "remove-harmful", 0.1, 0)
+    assert self_inf[sub.chosen].min() > self_inf[~sub.chosen].max()
+
+
+def test_remove_f_and_select_one_minus_f_keep_the_same_ids():
+    for ranked, control in (("remove-harmful", "select-helpful"), ("remove-random", "select-random")):
+        for classes in (None, CLASSES):
+            a = choose_subset(IDS, SCORES, ranked, 0.6, seed=4, classes=classes)
+            b = choose_subset(IDS, SCORES, control, 0.4, seed=4, classes=classes)
+            assert np.array_equal(a.keep, b.keep)
+
+
 def test_random_control_same_size_depends_on_seed_only():
     a = choose_subset(IDS, None, "remove-random", 0.35, seed=1)
-    b = choose_subset(IDS, None, "remove-random", 0.35, seed=1)
+    b = choose_subset(IDS, SCORES, "remove-random", 0.35, seed=1)  # scores are ignored
     c = choose_subset(IDS, None, "remove-random", 0.35, seed=2)
     ranked = choose_subset(IDS, SCORES, "remove-harmful", 0.35, seed=1)
     assert np.array_equal(a.keep, b.keep) and not np.array_equal(a.keep, c.keep)
@@ -39,7 +58,7 @@ def test_random_control_same_size_depends_on_seed_only():
 
 
 def test_stratified_keeps_class_shares_for_strategy_and_control():
-    for strategy in ("remove-harmful", "remove-random"):
+    for strategy in ("remove-harmful", "remove-random", "select-helpful", "select-random"):
         sub = choose_subset(IDS, SCORES, strategy, 0.2, 0, classes=CLASSES)
         assert [int(sub.chosen[CLASSES == c].sum()) for c in range(4)] == [10, 10, 10, 10]
 
@@ -51,7 +70,7 @@ def test_global_ranking_can_strip_a_class():
 
 
 def test_ties_broken_by_id_deterministically():
-    sub = choose_subset(IDS, np.zeros(200), "remove-harmful", 0.1, 0)
+    sub = choose_subset(IDS, np.zeros(200), "select-helpful", 0.1, 0)
     assert list(IDS[sub.chosen]) == list(IDS[:20])
 
 

@@ -1,0 +1,74 @@
+"""run_subset_cell on tiny data: the record schema, shared controls, the stratified variant."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from sampleval.data.prepared import Prepared
+from sampleval.experiment import class_composition, run_subset_cell
+from sampleval.training import TrainConfig
+
+CFG = TrainConfig(epochs=1, batch_size=32, lr=0.01)
+
+
+def _prepared(n=90, task="multiclass"):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    images = (rng.random((n, 1, 8, 8)) * 60 + y[:, None, None, None] * 60).astype(np.uint8)
+    split = np.array(["train"] * 60 + ["val"] * 15 + ["test"] * 15)
+    flipped = np.zeros(n, bool)
+    flipped[:5] = True
+    table = pd.DataFrame({"row": np.arange(n), "sample_id": [f"d{i:03d}" for i in range(n)], "split": split,
+                          "label": y, "clean_label": y, "flipped": flipped})
+    return Prepared(images=images, table=table, task=task, classes=["0", "1", "2"])
+
+
+def _scores(prepared, column):
+    tr = prepared.split("train")
+    return pd.DataFrame({"sample_id": tr.ids, column: np.linspace(-1, 1, len(tr.ids))})
+
+
+def test_record_schema_and_ranked_subset_fixed_across_seeds():
+    prepared = _prepared()
+    rec = run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0, 1], "global", _scores(prepared, "tracin"), "tracin")
+    assert (rec["ranking"], rec["variant"], rec["strategy"], rec["fraction"], rec["n_train"]) == ("tracin", "global", "remove-harmful", 0.2, 60)
+    tr = prepared.split("train")
+    assert rec["train_class_composition"] == class_composition(tr, np.ones(60, bool), prepared.classes, "multiclass")
+    seeds = rec["seeds"]
+    assert set(seeds) == {"0", "1"} and seeds["0"]["ids_sha256"] == seeds["1"]["ids_sha256"]
+    assert seeds["0"]["n_chosen"] == 12 and seeds["0"]["n_trained"] == 48
+    assert sum(seeds["0"]["chosen_class_composition"].values()) == 12
+    # the 12 lowest tracin scores are the first 12 training ids, which hold the 5 flipped labels
+    assert seeds["0"]["flipped_in_chosen"] == 5 == sum(seeds["0"]["chosen_flipped_class_composition"].values())
+    assert 0 <= rec["mean"]["accuracy"] <= 1
+
+
+def test_control_ignores_rankings_and_draws_per_seed():
+    prepared = _prepared()
+    a = run_subset_cell(prepared, CFG, "select-random", 0.5, [0, 1], "stratified")
+    b = run_subset_cell(prepared, CFG, "select-random", 0.5, [0, 1], "stratified", _scores(prepared, "loss"), "loss")
+    assert a == b and a["ranking"] == "random"  # one control serves every ranking
+    assert a["seeds"]["0"]["ids_sha256"] != a["seeds"]["1"]["ids_sha256"]
+    full = a["train_class_composition"]
+    for seed in a["seeds"].values():  # stratified: every class keeps half (rounded)
+        assert all(abs(seed["chosen_class_composition"][c] - full[c] / 2) <= 0.5 for c in full)
+
+
+def test_self_influence_is_oriented_as_suspicion():
+    prepared = _prepared()
+    scores = _scores(prepared, "self_influence")  # increasing: the last ids are the most unusual
+    rec = run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global", scores, "self_influence")
+    assert rec["seeds"]["0"]["flipped_in_chosen"] == 0  # removed the last 12 ids
+    scores["self_influence"] = -scores["self_influence"]  # now the first ids (the flipped ones) are
+    rec = run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global", scores, "self_influence")
+    assert rec["seeds"]["0"]["flipped_in_chosen"] == 5
+
+
+def test_bad_inputs_are_one_line_errors():
+    prepared = _prepared()
+    with pytest.raises(ValueError, match="needs a ranking's scores"):
+        run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global")
+    with pytest.raises(ValueError, match="unknown subset variant"):
+        run_subset_cell(prepared, CFG, "remove-random", 0.2, [0], "per-class")
+    bad = _scores(prepared, "tracin").iloc[::-1]
+    with pytest.raises(ValueError, match="do not match the prepared training set"):
+        run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global", bad, "tracin")
