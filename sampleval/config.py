@@ -177,6 +177,19 @@ SCHEMA: dict[str, Any] = {
         "n_points": integer(2, 10000),
         "n_subsets": integer(3, 10000),
     },
+    # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
+    "refine": {
+        "ranking": choice(*ESTIMATORS),
+        "dcs_score": choice(*(e for e in ESTIMATORS if e != "self_influence")),
+        "rounds": integer(1, 50),
+        "fraction": number(0, 0.5, lo_open=True, hi_open=True),
+        "seeds": seed_list(6),
+        "heldout_fraction": number(0, 1, lo_open=True, hi_open=True),
+    },
+    "shapes": {
+        "ranking": Spec(lambda x: isinstance(x, str) and x != "", "the name of a ranking column of data/detect/<cell>.parquet, e.g. tracin"),
+        "knn": integer(1, 1000),
+    },
 }
 
 
@@ -209,6 +222,8 @@ def check_consistency(params: dict) -> None:
             f"params: 'subsets.score' = {params['subsets']['score']!r} must be one of 'influence.methods' "
             f"({', '.join(params['influence']['methods'])})"
         )
+    if params["refine"]["rounds"] * params["refine"]["fraction"] >= 1:
+        raise ParamsError("params: 'refine.rounds' * 'refine.fraction' must be below 1 (the rounds would remove the whole training set)")
     if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
 
