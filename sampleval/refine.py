@@ -322,11 +322,14 @@ def refine_plot(table: pd.DataFrame, summary: dict, path) -> None:
             ax.errorbar(m.index, m.values, yerr=s.values, color=colors[arm], lw=2, capsize=3, marker="o", label=f"{arm} removal")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("round")
+        tests = summary.get("tests", {}).get(col, {})
+        for key, t in tests.items():  # BH-adjusted p of refined vs random, per round
+            ax.annotate(f"q={t['p_bh']:.2g}", (int(key.split("_")[1]), 0.02), xycoords=("data", "axes fraction"), ha="center", fontsize=7, color="0.3")
         ax.set_xticks(sorted(table["round"].unique()))
     last = f"round_{int(table['round'].max())}"
     t = summary.get("tests", {}).get("test_accuracy", {}).get(last)
     note = f"; last round, test accuracy refined - random: {t['mean_diff']:+.4f}, p = {t['p']:.3g}, d_z = {t['cohen_dz'] if t['cohen_dz'] is None else round(t['cohen_dz'], 2)}" if t else ""
-    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=8, loc="center right")
     fig.suptitle(f"Refinement by {summary.get('ranking')} vs random removal of the same sizes ({summary.get('n_seeds')} seeds, "
                  f"{summary.get('n_remove_per_round')} samples per round){note}", fontsize=10)
     fig.tight_layout()
