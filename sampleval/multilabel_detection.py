@@ -59,7 +59,9 @@ def cleanlab_label_wise(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarra
     from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
 
     per_class = get_label_quality_scores_per_class(_label_lists(labels), np.asarray(pred_probs, dtype=np.float64), method="self_confidence")
-    return 1.0 - np.stack(per_class, axis=1)
+    # documented as a list of K arrays of shape (N,); cleanlab 2.9 returns an (N, K) array
+    scores = np.stack(per_class, axis=1) if isinstance(per_class, list) else np.asarray(per_class)
+    return 1.0 - scores
 
 
 def cleanlab_sample_suspicion(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
