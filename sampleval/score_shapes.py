@@ -143,17 +143,33 @@ def position_bins(table: pd.DataFrame, column: str, isolation: np.ndarray, n_bin
     return out.reset_index(drop=True)
 
 
+def _lookup(record: dict, key: str):
+    """``record['a.b']`` as ``record['a']['b']`` or ``record['a_b']``, searched one level down too
+    (e.g. under ``baseline``); None when absent or not a number."""
+    head, tail = key.split(".")
+    places = [record] + [v for v in record.values() if isinstance(v, dict)]
+    for place in places:
+        for value in ((place.get(head) or {}).get(tail) if isinstance(place.get(head), dict) else None, place.get(f"{head}_{tail}")):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
 def cell_performance(record: dict | None) -> dict:
-    """Test accuracy and loss of a cell's model from its sweep record, wherever the sweep put
-    them (``test.accuracy`` / ``test_accuracy``, ``test.loss`` / ``test_loss``); NaN if absent."""
-    out = {"test_accuracy": math.nan, "test_loss": math.nan}
+    """Test accuracy and loss of a cell's baseline model from its sweep record, wherever the
+    sweep put them (``test.accuracy`` or ``test_accuracy``; the loss from ``test.loss``, else
+    ``val.loss``, with ``loss_source`` naming which); NaN if absent."""
+    out = {"test_accuracy": math.nan, "loss": math.nan, "loss_source": None}
     if not record:
         return out
-    for key in ("accuracy", "loss"):
-        for value in (record.get("test", {}).get(key) if isinstance(record.get("test"), dict) else None, record.get(f"test_{key}")):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[f"test_{key}"] = float(value)
-                break
+    acc = _lookup(record, "test.accuracy")
+    if acc is not None:
+        out["test_accuracy"] = acc
+    for key in ("test.loss", "val.loss"):
+        value = _lookup(record, key)
+        if value is not None:
+            out["loss"], out["loss_source"] = value, key.replace(".", "_")
+            break
     return out
 
 
@@ -187,11 +203,21 @@ def analyse(cells: dict[str, pd.DataFrame], ranking: str, images: dict[str, np.n
         curves.append(c.assign(cell=name, noise=m["noise"], flip_ratio=m["flip_ratio"]))
         if isolation is not None:
             bands.append(position_bins(table, ranking, isolation).assign(cell=name))
-        perf.append({"cell": name, "noise": m["noise"], "flip_ratio": m["flip_ratio"], "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"]})
-    perf_df = pd.DataFrame(perf, columns=["cell", "noise", "flip_ratio", "test_accuracy", "test_loss"])
+        perf.append({"cell": name, "noise": m["noise"], "flip_ratio": m["flip_ratio"], "test_accuracy": m["test_accuracy"], "loss": m["loss"], "loss_source": m["loss_source"]})
+    perf_df = pd.DataFrame(perf, columns=["cell", "noise", "flip_ratio", "test_accuracy", "loss", "loss_source"])
     metrics["missing_performance"] = sorted(perf_df.loc[perf_df["test_accuracy"].isna(), "cell"])
     bands_df = pd.concat(bands, ignore_index=True) if bands else pd.DataFrame(columns=["position_from_centre_pct", "n", "mean_isolation", "flipped_share", "cell"])
     return metrics, pd.concat(curves, ignore_index=True), bands_df, perf_df
+
+
+def _save_png(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
 
 
 def shapes_plot(curves: pd.DataFrame, metrics: dict, path) -> None:
@@ -201,8 +227,6 @@ def shapes_plot(curves: pd.DataFrame, metrics: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .refine import save_png
 
     settings = curves[["noise", "flip_ratio"]].drop_duplicates().sort_values(["noise", "flip_ratio"]).to_numpy().tolist()
     ncol = min(4, len(settings))
@@ -223,7 +247,7 @@ def shapes_plot(curves: pd.DataFrame, metrics: dict, path) -> None:
         ax.axis("off")
     fig.suptitle(f"Sorted {metrics['ranking']} scores per sweep setting (red: flipped labels)", fontsize=10)
     fig.tight_layout()
-    save_png(fig, path)
+    _save_png(fig, path)
 
 
 def threshold_plot(perf: pd.DataFrame, bands: pd.DataFrame, path) -> None:
@@ -234,17 +258,16 @@ def threshold_plot(perf: pd.DataFrame, bands: pd.DataFrame, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .refine import save_png
-
     fig, (ax1, ax3) = plt.subplots(1, 2, figsize=(11, 3.6))
     ax2 = ax1.twinx()
     for noise, part in perf.groupby("noise"):
-        g = part.groupby("flip_ratio")[["test_accuracy", "test_loss"]].mean().sort_index()
-        ax1.plot(g.index, g["test_accuracy"], marker="o", label=f"{noise}: accuracy")
-        ax2.plot(g.index, g["test_loss"], marker="x", ls="--", label=f"{noise}: loss")
+        g = part.groupby("flip_ratio")[["test_accuracy", "loss"]].mean().sort_index()
+        line = ax1.plot(g.index, g["test_accuracy"], marker="o", label=f"{noise}: accuracy")[0]
+        ax2.plot(g.index, g["loss"], marker="x", ls="--", color=line.get_color())
+    sources = sorted(set(perf["loss_source"].dropna()))
     ax1.set_xlabel("flip ratio")
-    ax1.set_ylabel("test accuracy (o)")
-    ax2.set_ylabel("test loss (x, dashed)")
+    ax1.set_ylabel("test accuracy (o, solid)")
+    ax2.set_ylabel(f"{' / '.join(sources) or 'loss'} (x, dashed)")
     ax1.legend(fontsize=7, loc="lower left")
     if perf["test_accuracy"].isna().all():
         ax1.text(0.5, 0.5, "the sweep recorded no test accuracy/loss", transform=ax1.transAxes, ha="center")
@@ -259,4 +282,4 @@ def threshold_plot(perf: pd.DataFrame, bands: pd.DataFrame, path) -> None:
     ax3.set_ylabel("distance to training set")
     ax3.set_title("Where isolated samples sit (all cells)", fontsize=10)
     fig.tight_layout()
-    save_png(fig, path)
+    _save_png(fig, path)

@@ -30,9 +30,14 @@ def _csv(df: pd.DataFrame, path: str) -> None:
 def run(argv=None) -> None:
     params = start("shapes")
     s = params["shapes"]
-    # TODO(merge): take the cell names from detect's params instead of the folder, so that cells
-    # dropped from the sweep (whose files DVC leaves behind) are not read.
-    paths = sorted(CELLS.glob("*.parquet"))
+    det = params.get("detect")
+    if det:  # the cells detect's params name (<setting>-s<seed>): a cell dropped from the sweep is not read
+        paths = [CELLS / f"{setting}-s{seed}.parquet" for setting in det["run"] for seed in det["seeds"]]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"detection cell {missing[0]} is missing; run `dvc repro detect` first")
+    else:  # no detect section (before the detect branch is merged): every cell file present
+        paths = sorted(CELLS.glob("*.parquet"))
     if not paths:
         raise FileNotFoundError(f"no detection cells in {CELLS}/; run `dvc repro detect` first")
     cells = {p.stem: pd.read_parquet(p) for p in paths}

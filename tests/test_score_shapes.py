@@ -65,14 +65,17 @@ def test_analyse_synthetic_cells(tmp_path):
     images = {f"digit-{i:04d}": rng.integers(100, 110, (1, 4, 4)).astype(np.uint8) for i in range(120)}
     for i in range(12):  # flipped samples far from everything else
         images[f"digit-{i:04d}"] = rng.integers(0, 256, (1, 4, 4)).astype(np.uint8)
-    records = {"pairwise-0.2-s0": {"test": {"accuracy": 0.9, "loss": 0.3}}, "uniform-0.1-s0": {"test_accuracy": 0.8, "test_loss": 0.5}}
+    records = {"pairwise-0.2-s0": {"test": {"accuracy": 0.9, "loss": 0.3}},
+               "uniform-0.1-s0": {"baseline": {"test_accuracy": 0.8, "val_loss": 0.5}}}  # detect's record: val loss only
     metrics, curves, bands, perf = sh.analyse(cells, "tracin", images, 3, records)
     m = metrics["cells"]["pairwise-0.2-s0"]
     assert m["noise"] == "pairwise 9->4" and m["n_flipped"] == 12 and m["flip_ratio"] == pytest.approx(0.1)
     assert m["flipped_position_from_centre_pct"] > 95 and 40 < m["clean_position_from_centre_pct"] < 60
     assert m["flipped_share_in_outer_10pct"] == 1.0
     assert m["isolation_flipped_mean"] > m["isolation_clean_mean"] and m["spearman_isolation_position"] > 0
-    assert m["test_accuracy"] == 0.9 and metrics["cells"]["uniform-0.1-s0"]["test_loss"] == 0.5
+    assert m["test_accuracy"] == 0.9 and m["loss"] == 0.3 and m["loss_source"] == "test_loss"
+    u = metrics["cells"]["uniform-0.1-s0"]
+    assert u["test_accuracy"] == 0.8 and u["loss"] == 0.5 and u["loss_source"] == "val_loss"
     assert metrics["missing_performance"] == ["pairwise-0.2-s1"]
     assert metrics["cells"]["uniform-0.1-s0"]["noise"] == "uniform"
     assert metrics["cells"]["uniform-0.1-s0"]["flipped_position_from_centre_pct"] < 80
