@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 # than a signed influence (positive = helpful). TODO(merge): read the estimator's kind
 # from the influence registry once it records one.
 MAGNITUDE_ESTIMATORS = frozenset({"self_influence", "tracincp_self_influence"})
+# Baselines that rank samples but are no influence on the validation loss: no DCS from them
+# (``loss`` is minus the training loss, always negative; ``cleanlab`` a label quality - 0.5).
+NOT_INFLUENCE = frozenset({"loss", "cleanlab"})
 
 ARMS = ("refined", "random")
 
@@ -114,10 +117,11 @@ def score_training_set(view: Prepared, cfg: TrainConfig, ckpt_dir: Path, model_p
     """The one place refine calls the influence package: each estimator's main column for the
     training samples of ``view``, scored against its validation samples."""
     from .influence import make_context, run_estimator
+    from .training import pick_device
 
     ctx = make_context(
         view, cfg, ckpt_dir, model_path, influence["batch_size"], influence["damping"], influence["cg_iterations"], seed,
-        influence["tracin_method"], torch.device("cpu"),
+        influence["tracin_method"], pick_device(cfg.device),
     )
     return {name: run_estimator(name, ctx)[name] for name in dict.fromkeys(names)}
 
@@ -140,8 +144,8 @@ class RefineSetup:
             raise ValueError(f"refine.rounds must be >= 1, got {self.rounds}")
         if not 0 < self.fraction < 1:
             raise ValueError(f"refine.fraction must be strictly between 0 and 1, got {self.fraction}")
-        if self.dcs_score in MAGNITUDE_ESTIMATORS:
-            raise ValueError(f"refine.dcs_score = {self.dcs_score!r} is a magnitude, not a signed influence; DCS needs a signed one (e.g. tracin)")
+        if self.dcs_score in MAGNITUDE_ESTIMATORS | NOT_INFLUENCE:
+            raise ValueError(f"refine.dcs_score = {self.dcs_score!r} is not a signed influence; DCS needs one (e.g. tracin, if_diag)")
         self.train = self.prepared.split("train")
         self.test = self.prepared.split("test")
         val = self.prepared.split("val")

@@ -132,8 +132,9 @@ def test_refined_arm_removes_the_most_harmful(tiny):
 def test_bad_setups_fail_in_one_line(tiny):
     with pytest.raises(ValueError, match="empty the training set"):
         _setup(tiny, rounds=10, fraction=0.1)
-    with pytest.raises(ValueError, match="magnitude"):
-        _setup(tiny, dcs_score="self_influence")
+    for name in ("self_influence", "loss"):
+        with pytest.raises(ValueError, match="not a signed influence"):
+            _setup(tiny, dcs_score=name)
     with pytest.raises(ValueError, match="removes no sample"):
         _setup(tiny, fraction=0.001)
 
