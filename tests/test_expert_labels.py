@@ -104,3 +104,36 @@ def test_bad_file_one_line(tmp_path):
         ex.read_expert_labels(bad)
     with pytest.raises(FileNotFoundError, match="torchxrayvision"):
         ex.read_expert_labels(tmp_path / "missing.csv")
+
+
+def test_command_on_fixture_images(tmp_path, monkeypatch):
+    """`python -m stages.expert_labels` on the fixture's real rows with generated pixels."""
+    import json
+
+    import yaml
+
+    from sampleval.io import torch_save
+    from sampleval.prepare import prepare_dataset
+    from sampleval.data.prepared import load_prepared
+    from sampleval.experiment import train_and_evaluate
+    from sampleval.training import TrainConfig
+    from stages import expert_labels as stage
+    from tests.xray_fixtures import make_nih_root
+
+    root = make_nih_root(tmp_path / "nih", frame=pd.read_csv(NIH))
+    params = yaml.safe_load((FIXTURES.parents[1] / "params.yaml").read_text())
+    params["data"].update(source="nih14", root=str(root), image_size=8, val_fraction=0.2, test_fraction=0.2)
+    params["noise"]["kind"] = "none"
+    params["train"].update(epochs=1, pos_weight_clamp=[2, 8])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    prepare_dataset(params["data"], params["noise"], 0, "data/prepared")
+    cfg = TrainConfig.from_params(params)
+    result, _ = train_and_evaluate(load_prepared("data/prepared"), cfg, 0)
+    torch_save("models/model.pt", {"model": result.best_state})
+    stage.run(["--expert", str(GOOGLE)])
+    out = json.loads((tmp_path / "metrics/expert_labels.json").read_text())
+    assert sum(out[s]["n_matched"] for s in ("train", "val", "test")) == 300
+    m = out["train"]["all"]["Airspace opacity"]
+    assert m["n"] == out["train"]["n_matched"] and m["n_flagged"] > 0 and 0 <= m["auroc"] <= 1
+    assert set(out["test"]["PA"]) == set(ex.EXPERT_TO_NIH)
