@@ -222,6 +222,18 @@ SCHEMA: dict[str, Any] = {
     },
     "checks": {
         "allow_chance_level": BOOL,
+    # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
+    "refine": {
+        "ranking": choice(*ESTIMATORS),
+        "dcs_score": choice(*(e for e in ESTIMATORS if e not in ("self_influence", "loss", "cleanlab"))),  # signed influence only
+        "rounds": integer(1, 50),
+        "fraction": number(0, 0.5, lo_open=True, hi_open=True),
+        "seeds": seed_list(6),
+        "heldout_fraction": number(0, 1, lo_open=True, hi_open=True),
+    },
+    "shapes": {
+        "ranking": Spec(lambda x: isinstance(x, str) and x != "", "the name of a ranking column of data/detect/<cell>.parquet, e.g. tracin"),
+        "knn": integer(1, 1000),
     },
 }
 
@@ -278,6 +290,8 @@ def check_consistency(params: dict) -> None:
         )
     if params["data"]["source"] != "digits" and "stratified" in params["subsets"]["variants"]:
         raise ParamsError("params: 'subsets.variants' may include 'stratified' only for multi-class data (digits); use [global] for chest X-rays")
+    if params["refine"]["rounds"] * params["refine"]["fraction"] >= 1:
+        raise ParamsError("params: 'refine.rounds' * 'refine.fraction' must be below 1 (the rounds would remove the whole training set)")
     if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
 

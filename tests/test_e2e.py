@@ -54,6 +54,7 @@ def make_repo(base: Path, edit) -> Path:
                              remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
     params["fidelity"].update(n_points=5, n_subsets=4)
+    params["refine"]["rounds"] = 1
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -71,7 +72,7 @@ def test_repro_produces_every_declared_output(repo):
     repo, first = repo
     outputs = _declared_outputs(repo)
     assert outputs and all(p.exists() for p in outputs), [str(p) for p in outputs if not p.exists()]
-    for name in ("train", "influence", "stats", "fidelity"):
+    for name in ("train", "influence", "stats", "fidelity", "refine"):
         assert (repo / "metrics" / f"{name}.json").exists()
     scores = pd.read_parquet(repo / "data/influence/scores.parquet")
     assert {"sample_id", "split", "label", "clean_label", "flipped", "tracin", "self_influence"} <= set(scores.columns)
@@ -149,3 +150,5 @@ def test_chest_xray_fixture_end_to_end(tmp_path):
     assert set(train["thresholds"]) and 0 <= train["test"]["macro_auroc"] <= 1
     stats = json.loads((repo / "metrics/stats.json").read_text())
     assert stats["metric"] == "test.macro_auroc" and len(stats["comparisons"]) == 4
+    refine = json.loads((repo / "metrics/refine.json").read_text())
+    assert refine["n_seeds"] == 6 and "round_1" in refine["tests"]["test_macro_f1"]

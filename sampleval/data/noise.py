@@ -59,3 +59,62 @@ def inject_noise(
             flipped[chosen] = True
         return noisy, flipped
     raise ValueError(f"unknown noise kind {kind!r} (allowed: none, uniform, pairwise)")
+
+
+MULTILABEL_DIRECTIONS = ("both", "drop", "add")
+
+
+def inject_multilabel_noise(
+    labels: np.ndarray,
+    eligible: np.ndarray,
+    rate: float,
+    direction: str = "both",
+    findings: list[int] | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip multi-label (multi-hot) targets per finding; return ``(noisy, flipped)``, both ``(N, K)``.
+
+    For each finding ``k`` (all, or the indices in ``findings``), independently:
+
+    - ``both``: exactly ``round(rate * n_eligible)`` eligible samples get entry ``k`` toggled (0 <-> 1);
+    - ``drop``: exactly ``round(rate * n_positive)`` eligible samples with ``k`` present lose it
+      (a missed finding, the typical error of report-mined labels such as NIH's);
+    - ``add``: exactly ``round(rate * n_negative)`` eligible samples without ``k`` gain it.
+
+    ``flipped[i, k]`` records which entries changed; rows outside ``eligible`` are never touched.
+    Entries that are not 0/1 (e.g. -1 = ignored) are never chosen. Draws use ``rng`` in
+    finding order, so the same seed gives the same flips.
+    """
+    if rng is None:
+        rng = np.random.default_rng(0)
+    labels = np.asarray(labels)
+    eligible = np.asarray(eligible, dtype=bool)
+    if labels.ndim != 2:
+        raise ValueError(f"multi-label noise needs an (N, K) multi-hot label array, got shape {labels.shape}")
+    if eligible.shape != (labels.shape[0],):
+        raise ValueError(f"eligible mask has shape {eligible.shape}, expected ({labels.shape[0]},)")
+    if not 0 <= rate < 1:
+        raise ValueError(f"noise rate must be in [0, 1), got {rate}")
+    if direction not in MULTILABEL_DIRECTIONS:
+        raise ValueError(f"unknown multi-label noise direction {direction!r} (allowed: {', '.join(MULTILABEL_DIRECTIONS)})")
+    n_findings = labels.shape[1]
+    findings = list(range(n_findings)) if findings is None else list(findings)
+    bad = [k for k in findings if not 0 <= k < n_findings]
+    if bad:
+        raise ValueError(f"finding index {bad[0]} is outside 0..{n_findings - 1}")
+    noisy = labels.copy()
+    flipped = np.zeros(labels.shape, dtype=bool)
+    for k in findings:
+        col = labels[:, k]
+        valid = eligible & ((col == 0) | (col == 1))
+        if direction == "drop":
+            candidates = np.flatnonzero(valid & (col == 1))
+        elif direction == "add":
+            candidates = np.flatnonzero(valid & (col == 0))
+        else:
+            candidates = np.flatnonzero(valid)
+        n_flip = int(round(rate * len(candidates)))
+        chosen = np.sort(rng.choice(candidates, size=n_flip, replace=False))
+        noisy[chosen, k] = 1 - col[chosen]
+        flipped[chosen, k] = True
+    return noisy, flipped

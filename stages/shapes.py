@@ -1,0 +1,62 @@
+"""shapes: score shapes over the detection sweep -> metrics/shapes.json, plots/shapes_*.{csv,png}.
+
+Reads every ``data/detect/<cell>.parquet`` (schema: sample_id, label, clean_label, flipped,
+one float suspicion column per ranking) and, where present,
+``metrics/detection/cells/<cell>.json`` for each cell's test accuracy and loss; the training
+images come from data/prepared (the isolation analysis). See sampleval/score_shapes.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sampleval import score_shapes as sh
+from sampleval.data.prepared import load_prepared
+from sampleval.io import atomic_path, write_json
+from stages._common import log, main, start
+
+CELLS = Path("data/detect")
+RECORDS = Path("metrics/detection/cells")
+
+
+def _csv(df: pd.DataFrame, path: str) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+@main
+def run(argv=None) -> None:
+    params = start("shapes")
+    s = params["shapes"]
+    det = params.get("detect")
+    if det:  # the cells detect's params name (<setting>-s<seed>): a cell dropped from the sweep is not read
+        paths = [CELLS / f"{setting}-s{seed}.parquet" for setting in det["run"] for seed in det["seeds"]]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"detection cell {missing[0]} is missing; run `dvc repro detect` first")
+    else:  # no detect section (before the detect branch is merged): every cell file present
+        paths = sorted(CELLS.glob("*.parquet"))
+    if not paths:
+        raise FileNotFoundError(f"no detection cells in {CELLS}/; run `dvc repro detect` first")
+    cells = {p.stem: pd.read_parquet(p) for p in paths}
+    records = {p.stem: json.loads((RECORDS / f"{p.stem}.json").read_text()) for p in paths if (RECORDS / f"{p.stem}.json").exists()}
+    tr = load_prepared("data/prepared").split("train")
+    images = dict(zip(tr.ids, tr.x))
+    metrics, curves, bands, perf = sh.analyse(cells, s["ranking"], images, s["knn"], records)
+    write_json("metrics/shapes.json", metrics)
+    _csv(curves, "plots/shapes_sorted.csv")
+    _csv(bands, "plots/shapes_bands.csv")
+    _csv(perf, "plots/shapes_threshold.csv")
+    sh.shapes_plot(curves, metrics, "plots/shapes_sorted.png")
+    sh.threshold_plot(perf, bands, "plots/shapes_threshold.png")
+    if metrics["missing_performance"]:
+        log.info("no test accuracy/loss recorded for cell(s) %s: the threshold plot lacks them", ", ".join(metrics["missing_performance"]))
+    for name, m in metrics["cells"].items():
+        log.info("%s (%s, %.1f%% flipped): flips %.0f%% from centre, S-shapedness %s", name, m["noise"], 100 * m["flip_ratio"],
+                 m["flipped_position_from_centre_pct"], m["s_shapedness"])
+
+
+if __name__ == "__main__":
+    run()
