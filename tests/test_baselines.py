@@ -8,8 +8,8 @@ from torch import nn
 
 from sampleval.config import ESTIMATORS
 from sampleval.influence import REGISTRY, InfluenceContext, run_estimator
-from sampleval.influence.hessian import last_layer_quantities
-from sampleval.influence.tracin import Checkpoint
+from sampleval.influence.last_layer import last_layer_quantities
+from sampleval.influence.core import Checkpoint
 from sampleval.losses import TrainingLoss
 from sampleval.models import SmallCNN
 

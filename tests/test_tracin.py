@@ -6,17 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from sampleval.influence.tracin import (
-    Checkpoint,
-    Samples,
-    _batches,
-    as_inputs,
-    captum_tracincp_scores,
-    directional_derivatives,
-    full_float32,
-    self_influence_scores,
-    tracin_scores,
-)
+from sampleval.influence.core import Checkpoint, Samples, as_inputs, batches, directional_derivatives, full_float32
+from sampleval.influence.tracin import captum_tracincp_scores, self_influence_scores, tracin_scores
 from sampleval.losses import TrainingLoss
 
 
@@ -158,9 +149,9 @@ def test_central_difference_restores_the_model_bit_for_bit():
 
 
 @pytest.mark.parametrize("n, batch_size, sizes", [(270, 256, [135, 135]), (256, 256, [256]), (7, 3, [3, 3, 1]), (10, 4, [4, 4, 2]), (100_000, 256, [256] * 390 + [160]), (1, 256, [1]), (0, 8, [])])
-def test_batches_have_near_equal_sizes(n, batch_size, sizes):
+def testbatches_have_near_equal_sizes(n, batch_size, sizes):
     x, y = torch.arange(n, dtype=torch.float32).reshape(n, 1), torch.arange(n)
-    got = list(_batches(x, y, batch_size))
+    got = list(batches(x, y, batch_size))
     assert [len(b[0]) for b in got] == sizes
     assert [int(i) for b in got for i in b[1]] == list(range(n))  # every sample once, in order
 
