@@ -13,13 +13,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import TrainingError
 from .io import torch_save
 
 _NAME = re.compile(r"epoch-\d{3}\.pt")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, missing checkpoint, ...); the message says how to fix it."""
 
 
 def epoch_checkpoint_path(ckpt_dir: str | Path, epoch: int) -> Path:

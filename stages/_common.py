@@ -36,7 +36,7 @@ def one_line_errors():
     """Turn the library's input errors into one line on stderr and exit status 1
     (set SAMPLEVAL_DEBUG=1 to see the full traceback instead)."""
     from sampleval.data.prepared import DataError
-    from sampleval.training import TrainingError
+    from sampleval.errors import TrainingError
 
     try:
         yield

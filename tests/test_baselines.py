@@ -142,7 +142,7 @@ def test_cleanlab_penultimate_features_and_multilabel_run():
     bad = np.zeros(300, bool)
     bad[corrupt] = True
     assert q[bad].mean() < q[~bad].mean()
-    with pytest.raises(ValueError, match="cleanlab_features"):
+    with pytest.raises(ValueError, match="influence.options.cleanlab.features"):
         run_estimator("cleanlab", _ctx(cleanlab_features="pca"))
 
 
