@@ -179,3 +179,29 @@ def test_channels_last_context_gives_the_same_scores_and_captum_still_runs():
     for name, rtol in (("tracin", 1e-6), ("self_influence", 1e-9)):  # a difference quotient magnifies rounding
         np.testing.assert_allclose(runs[True][name], runs[False][name], rtol=rtol, atol=rtol * np.abs(runs[False][name]).max())
     assert np.abs(runs[True]["tracin"] - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_tracin_checkpoint_options_and_diagnostics():
+    """``influence.options.tracin`` picks the checkpoints the ``tracin`` column sums over;
+    the per-checkpoint columns cover all of them; the diagnostics name the epochs used."""
+    from sampleval.influence import InfluenceContext, run_estimator
+
+    model, ckpts, train, val, loss_fn = _tiny()
+    ckpts = [*ckpts, Checkpoint(len(ckpts) + 1, 0.01, ckpts[-1].state)]
+
+    def run(options, final_epoch=None):
+        ctx = InfluenceContext(model=model, loss_fn=loss_fn, checkpoints=ckpts, final_state=ckpts[-1].state, train=train, val=val,
+                               task="multiclass", n_classes=4, batch_size=5, final_epoch=final_epoch, options={"tracin": options})
+        return run_estimator("tracin", ctx), ctx.diagnostics["tracin"]
+
+    full, diag = run({})
+    epochs = [c.epoch for c in ckpts]
+    assert diag["epochs_used"] == epochs and diag["checkpoints"] == "all" and diag["method"] == "central"
+    burn, diag = run({"burn_in": 1})
+    assert diag["epochs_used"] == epochs[1:]
+    np.testing.assert_allclose(burn["tracin"], full["tracin"] - full["tracin_epoch_001"], rtol=1e-12, atol=1e-12 * np.abs(full["tracin"]).max())
+    assert all(np.array_equal(burn[k], full[k]) for k in full if k.startswith("tracin_epoch_"))
+    upto, diag = run({"checkpoints": "up_to_selected"}, final_epoch=epochs[-2])
+    assert diag["epochs_used"] == epochs[:-1] and diag["selected_epoch"] == epochs[-2]
+    with pytest.raises(ValueError, match="influence.options.tracin.burn_in = -1"):
+        run({"burn_in": -1})

@@ -77,13 +77,15 @@ def batch_hvp(model: nn.Module, loss_fn: Callable, gauss_newton: bool = False) -
             hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True, materialize_grads=True)
         return {k: h.detach() for k, h in zip(names, hv)}
 
-    def gauss_newton_product(v: dict, xb, yb) -> dict:
-        # G v = J^T H_z+ J v: forward-mode J v, the clipped output Hessians, reverse-mode J^T.
+    def gauss_newton_product(v: dict, xb, yb, h_plus: torch.Tensor | None = None) -> dict:
+        # G v = J^T H_z+ J v: forward-mode J v, the clipped output Hessians (given, or computed
+        # here at the batch's logits), reverse-mode J^T.
         def outputs(p):
             return functional_call(model, {**p, **buffers}, (xb,))
 
         z, jv = jvp(outputs, (params,), (v,))
-        h_plus = psd_projection(output_hessians(loss_fn, z, yb))
+        if h_plus is None:
+            h_plus = psd_projection(output_hessians(loss_fn, z, yb))
         hz_jv = torch.einsum("iab,ib->ia", h_plus, jv.detach())
         _, pullback = vjp(outputs, params)
         return {k: h.detach() for k, h in pullback(hz_jv)[0].items()}
@@ -106,12 +108,19 @@ def hvp_operator(
     if n == 0:
         raise ValueError("the Hessian needs at least one training sample")
     flat, hvp = batch_hvp(model, loss_fn, gauss_newton)
+    h_plus: list[torch.Tensor] = []  # Gauss-Newton: each batch's clipped output Hessians, computed once
 
     def apply(v_flat: torch.Tensor) -> torch.Tensor:
         v = flat.unflat(v_flat)
         total = torch.zeros_like(v_flat)
-        for xb, yb in batches(x, y, batch_size):
-            total += flat.flat(hvp(v, xb, yb))
+        for i, (xb, yb) in enumerate(batches(x, y, batch_size)):
+            if not gauss_newton:
+                total += flat.flat(hvp(v, xb, yb))
+                continue
+            if i == len(h_plus):
+                with torch.no_grad():
+                    h_plus.append(psd_projection(output_hessians(loss_fn, model(xb), yb)))
+            total += flat.flat(hvp(v, xb, yb, h_plus[i]))
         return total / n + damping * v_flat
 
     return apply
