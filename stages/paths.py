@@ -15,7 +15,6 @@ TRAIN_METRICS = "metrics/train.json"
 INFLUENCE_METRICS = "metrics/influence.json"
 FIDELITY_METRICS = "metrics/fidelity.json"
 STATS_METRICS = "metrics/stats.json"
-CELL = "metrics/subsets/{strategy}-{fraction}.json"  # one record per subset cell
 
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"

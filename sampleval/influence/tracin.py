@@ -116,7 +116,7 @@ def captum_tracincp_scores(
     hook_mode = all(
         isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules() if any(True for _ in m.parameters(recurse=False))
     )
-    loss = _ReducedLoss(loss_fn, "sum" if hook_mode else "none")
+    loss = ReducedLoss(loss_fn, "sum" if hook_mode else "none")
     tracin = TracInCP(
         model,
         TensorDataset(*train),
@@ -135,7 +135,7 @@ def captum_tracincp_scores(
     }
 
 
-class _ReducedLoss:
+class ReducedLoss:
     """The training loss with the fixed ``reduction`` attribute Captum inspects."""
 
     def __init__(self, loss_fn: Callable, reduction: str):
