@@ -6,8 +6,8 @@ its ``__init__.py``, and importing a submodule also imports every package above 
 must be exactly the ``stages/``/``sampleval/`` entries of the stage's ``deps`` (files, not
 folders): editing a library file then reruns exactly the stages that import it. Imports
 inside functions count (they run when the stage runs). The estimator registry imports its
-estimators by name on use (``sampleval/estimators.py``, "module:function"): a stage that
-imports ``sampleval.influence`` (which runs them) depends on every module named there.
+estimators by name on use (``sampleval/estimators.py``, "module:function"): a stage whose
+modules call ``run_estimator`` or ``get_estimator`` depends on every module named there.
 
 The second test checks DVC itself agrees, on a temporary repository: after a first
 ``dvc repro``, editing one library file marks exactly the stages whose closure contains it.
@@ -84,9 +84,20 @@ def import_closure(stage_module: str) -> set[str]:
             continue
         files.add(path.as_posix())
         todo.extend(_imported_modules(path) - seen)
-        if module == "sampleval.influence":
+        if _runs_estimators(path):
             todo.extend(_registry_modules())
     return files
+
+
+def _runs_estimators(path: Path) -> bool:
+    """The module calls the registry's loader (``run_estimator``/``get_estimator``)."""
+    if path.as_posix() == "sampleval/influence/__init__.py":  # defines them; importing it runs nothing
+        return False
+    tree = ast.parse((ROOT / path).read_text())
+    return any(
+        isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) in ("run_estimator", "get_estimator")
+        for n in ast.walk(tree)
+    )
 
 
 def _registry_modules() -> list[str]:
@@ -127,7 +138,9 @@ def test_closure_follows_relative_and_function_level_imports():
     assert {"stages/__init__.py", "stages/_common.py", "stages/paths.py", "sampleval/__init__.py", "sampleval/config.py",
             "sampleval/estimators.py", "sampleval/influence/__init__.py", "sampleval/training.py", "sampleval/checkpoints.py",
             "sampleval/models.py"} <= closure  # models: imported inside make_context
-    assert "sampleval/plots.py" not in closure and "sampleval/influence/hessian.py" in closure
+    assert "sampleval/plots.py" not in closure and "sampleval/influence/hessian.py" in closure  # runs estimators
+    explain = import_closure("stages.explain")
+    assert "sampleval/influence/core.py" in explain and "sampleval/influence/hessian.py" not in explain  # runs none
 
 
 def _run(args: list[str], cwd: Path) -> str:

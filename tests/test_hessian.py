@@ -93,7 +93,7 @@ def test_if_cg_negative_curvature_falls_back_to_gauss_newton(tiny):
     info = ctx.extra["diagnostics"]["if_cg"]
     assert info["curvature"] == "gauss_newton_psd" and info["fallback"].startswith("negative curvature") and np.isfinite(scores).all()
     assert info["converged"] and not info["negative_curvature"] and info["damping"] == 1e-3
-    assert 0 <= info["output_hessian_indefinite_share"] <= 1
+    assert 0 <= info["output_hessian_indefinite_share"] <= 1 and 0 <= info["output_hessian_clipped_share"] < 1
 
 
 def test_gauss_newton_hvp_equals_dense_clipped_ggn(tiny):
@@ -123,7 +123,8 @@ def test_gauss_newton_operator_is_psd_under_focal_loss(tiny):
 
     state = {k: v * 12 if k == "6.weight" else v for k, v in tiny.state.items()}
     tiny.model.load_state_dict(state)
-    assert indefinite_share(tiny.model, tiny.loss, tiny.x, tiny.y) > 0.2  # the plain Gauss-Newton matrix is not PSD here
+    share = indefinite_share(tiny.model, tiny.loss, tiny.x, tiny.y)
+    assert share["output_hessian_indefinite_share"] > 0.2 and 0 < share["output_hessian_clipped_share"] < 0.5  # plain GN not PSD here
     op = hvp_operator(tiny.model, tiny.loss, tiny.x, tiny.y, damping=0.0, batch_size=16, gauss_newton=True)
     eye = torch.eye(len(tiny.flat), dtype=torch.float64)
     dense = torch.stack([op(e) for e in eye], 1)
@@ -224,3 +225,25 @@ def test_registry_and_params_list_the_new_estimators():
     for name in NEW:
         assert name in REGISTRY and name in ESTIMATORS
         assert callable(get_estimator(name))
+
+
+def test_last_layer_solve_falls_back_to_the_psd_curvature():
+    from sampleval.influence.last_layer import LastLayer, last_layer_hessian, solve_last_layer
+
+    gen = torch.Generator().manual_seed(5)
+    n, k, d = 40, 3, 4
+    f = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    a = torch.randn(n, k, k, generator=gen, dtype=torch.float64)
+    q = LastLayer(f, torch.randn(n, k, generator=gen, dtype=torch.float64), torch.zeros(n, k), a + a.transpose(1, 2))  # indefinite
+    g = torch.randn(k, d, generator=gen, dtype=torch.float64)
+    s, info = solve_last_layer(q, g, damping=0.01)
+    assert info["curvature"] == "gauss_newton_psd" and info["solver"] == "cholesky" and "not positive definite" in info["fallback"]
+    expected = torch.linalg.solve(last_layer_hessian(q.psd(), 0.01), g.reshape(-1)).reshape(k, d)
+    torch.testing.assert_close(s, expected)
+    assert float(torch.linalg.eigvalsh(last_layer_hessian(q.psd(), 0.0)).min()) >= -1e-10
+    s_cg, info_cg = solve_last_layer(q, g, damping=0.01, max_dense=1, max_iter=500)
+    assert info_cg["solver"] == "cg" and info_cg["curvature"] == "gauss_newton_psd" and info_cg["converged"]
+    torch.testing.assert_close(s_cg, expected, rtol=1e-6, atol=1e-8)
+    psd = LastLayer(f, q.out_grads, q.logits, q.psd().out_hessians)
+    _, info = solve_last_layer(psd, g, damping=0.01)
+    assert info["curvature"] == "exact" and info["fallback"] is None and info["damping"] == 0.01

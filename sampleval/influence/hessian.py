@@ -126,17 +126,21 @@ def hvp_operator(
     return apply
 
 
-def indefinite_share(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Share of samples whose output Hessian ``d2L/dz2`` has a negative eigenvalue (below
-    ``-1e-10`` times its largest magnitude): where the plain Gauss-Newton matrix is not PSD."""
-    count = 0
+def indefinite_share(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> dict:
+    """Where the plain Gauss-Newton matrix is not PSD: the share of samples whose output
+    Hessian ``d2L/dz2`` has a negative eigenvalue (below ``-1e-10`` times its largest
+    magnitude), and the clipped share of the curvature, ``sum |negative eigenvalues| /
+    sum |eigenvalues|`` over all samples (what clipping removes)."""
+    count, negative, total = 0, 0.0, 0.0
     with torch.no_grad():
         for xb, yb in batches(x, y, batch_size):
             h = output_hessians(loss_fn, model(xb), yb).double()
             w = torch.linalg.eigvalsh((h + h.transpose(-1, -2)) / 2)
             scale = w.abs().amax(-1).clamp_min(1e-300)
             count += int((w[:, 0] < -1e-10 * scale).sum())
-    return count / max(len(x), 1)
+            negative += float(w.clamp_max(0).abs().sum())
+            total += float(w.abs().sum())
+    return {"output_hessian_indefinite_share": count / max(len(x), 1), "output_hessian_clipped_share": negative / total if total else 0.0}
 
 
 def _val_gradient(ctx, model: nn.Module) -> dict:
@@ -191,7 +195,7 @@ def inverse_hvp_cg(ctx, model: nn.Module, g_val: dict) -> tuple[dict, dict]:
         log.warning("if_cg: CG did not reach relative residual %.1e in %d iterations (%.2e); raise influence.cg_iterations or damping",
                     opts.cg_tol, info["iterations"], info["relative_residual"])
     if info["curvature"] == "gauss_newton_psd":
-        info["output_hessian_indefinite_share"] = indefinite_share(model, ctx.loss_fn, hx, hy, ctx.batch_size)
+        info.update(indefinite_share(model, ctx.loss_fn, hx, hy, ctx.batch_size))
     info.update(tol=float(opts.cg_tol), max_iterations=int(ctx.cg_iterations), hvp_samples=len(hx))
     return flat.unflat(s), info
 
