@@ -18,7 +18,7 @@ epoch (ResNet-18) and 0.65x (DenseNet-121) per checkpoint on a 2-core CPU.
 Part 2 (one subprocess per size and allocator setting, started first while this process
 is small, because ``ru_maxrss`` survives fork/exec): peak resident memory
 (``resource.getrusage``) of our fast TracIn streaming from uint8 images
-(:class:`sampleval.influence.tracin.Samples`, as the pipeline does) over 10k and 100k
+(:class:`sampleval.influence.core.Samples`, as the pipeline does) over 10k and 100k
 synthetic 16x16 samples with the small CNN, then of the self-influence pass, against the
 peak after the uint8 data alone; and, for comparison, the peak after materialising the
 float copy that streaming avoids. Each size runs with glibc's default allocator settings

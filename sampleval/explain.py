@@ -98,7 +98,7 @@ def explain(
 ) -> pd.DataFrame:
     """Top-``top_k`` helpful and harmful training samples for each of ``n_test`` test samples.
 
-    ``train`` holds model-ready tensors (as :func:`sampleval.influence.tracin.as_inputs`
+    ``train`` holds model-ready tensors (as :func:`sampleval.influence.core.as_inputs`
     makes them); ``test_x``/``test_y`` may be tensors or numpy arrays (uint8 images are
     scaled like training inputs). Returns one row per (test sample, explaining training
     sample): ``test_id``, ``train_id``, ``rank`` (1 = strongest), ``score`` and ``kind``
