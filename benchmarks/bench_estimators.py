@@ -30,7 +30,8 @@ from sampleval.data.digits import load_digits_source
 from sampleval.data.noise import inject_noise
 from sampleval.data.splits import stratified_split
 from sampleval.influence import REGISTRY, InfluenceContext, run_estimator
-from sampleval.influence.tracin import Samples, load_checkpoints, tracin_scores
+from sampleval.influence.core import Samples, load_checkpoints
+from sampleval.influence.tracin import tracin_scores
 from sampleval.training import TrainConfig, list_checkpoints, train
 
 

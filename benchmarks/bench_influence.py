@@ -18,7 +18,7 @@ epoch (ResNet-18) and 0.65x (DenseNet-121) per checkpoint on a 2-core CPU.
 Part 2 (one subprocess per size and allocator setting, started first while this process
 is small, because ``ru_maxrss`` survives fork/exec): peak resident memory
 (``resource.getrusage``) of our fast TracIn streaming from uint8 images
-(:class:`sampleval.influence.tracin.Samples`, as the pipeline does) over 10k and 100k
+(:class:`sampleval.influence.core.Samples`, as the pipeline does) over 10k and 100k
 synthetic 16x16 samples with the small CNN, then of the self-influence pass, against the
 peak after the uint8 data alone; and, for comparison, the peak after materialising the
 float copy that streaming avoids. Each size runs with glibc's default allocator settings
@@ -49,17 +49,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sampleval.influence.tracin import (  # noqa: E402
-    Checkpoint,
-    _batches,
-    _ReducedLoss,
-    directional_derivatives,
-    Samples,
-    as_inputs,
-    self_influence_scores,
-    summed_gradient,
-    tracin_scores,
-)
+from sampleval.influence.core import Checkpoint, Samples, as_inputs, batches, directional_derivatives, summed_gradient  # noqa: E402
+from sampleval.influence.tracin import ReducedLoss, self_influence_scores, tracin_scores  # noqa: E402
 from sampleval.training import TrainConfig, make_loss, train  # noqa: E402
 
 
@@ -108,7 +99,7 @@ def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_siz
         TensorDataset(*train_t),
         checkpoints=["ckpt"],
         checkpoints_load_func=load,
-        loss_fn=_ReducedLoss(loss_fn, "sum"),
+        loss_fn=ReducedLoss(loss_fn, "sum"),
         batch_size=batch_size,
         sample_wise_grads_per_batch=True,
         layers=layers,
@@ -118,7 +109,7 @@ def captum_hook_mode(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_siz
 
 def _forward_losses(model, loss_fn, train, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([loss_fn(model(xb), yb, reduction="none") for xb, yb in _batches(*train, batch_size)])
+        return torch.cat([loss_fn(model(xb), yb, reduction="none") for xb, yb in batches(*train, batch_size)])
 
 
 def ours_restricted(model, loss_fn, ckpt: Checkpoint, train_t, val_t, batch_size: int, keep: set[str], method: str):

@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from sampleval.influence.tracin import Checkpoint, Samples, tracin_scores
+from sampleval.influence.core import Checkpoint, Samples
+from sampleval.influence.tracin import tracin_scores
 from sampleval.training import TrainConfig, train
 
 NIH_TRAIN = 78_000  # about 90 % of the official train_val list (86,524 images)

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import yaml
 
+from . import estimators
+
 
 class ParamsError(ValueError):
     """A bad value in params.yaml; the message names the key and what is allowed."""
@@ -137,20 +139,17 @@ def class_pairs() -> Spec:
 
 
 MODELS = ("small_cnn", "resnet18", "densenet121")
-ESTIMATORS = (
-    "tracin",
-    "self_influence",
-    "tracincp",
-    "tracin_last_layer",
-    "tracin_randproj",
-    "if_last_layer",
-    "if_last_layer_miscls",
-    "if_cg",
-    "if_lissa",
-    "if_diag",
-    "loss",
-    "cleanlab",
-)
+ESTIMATORS = tuple(estimators.ESTIMATORS)  # the registry's names (sampleval/estimators.py)
+
+
+def estimator_options_schema() -> dict:
+    """``influence.options``: one mapping per registered estimator, one key per field of its
+    options dataclass, checked as the dataclass field says (sampleval/estimators.py)."""
+    return {
+        name: {key: Spec(check, allowed) for key, (check, allowed) in estimators.option_specs(name).items()}
+        for name in estimators.ESTIMATORS
+    }
+
 
 SCHEMA: dict[str, Any] = {
     "seed": integer(0),
@@ -202,6 +201,7 @@ SCHEMA: dict[str, Any] = {
         "tracin_method": choice("central", "jvp"),
         "explain_top_k": integer(1, 100),
         "explain_n_test": integer(0, 1000),
+        "options": estimator_options_schema(),
     },
     "subsets": {
         "scores": subset_of(*ESTIMATORS),

@@ -24,10 +24,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .influence.hessian import misclassified
-from .influence.tracin import Checkpoint, _batches, directional_derivatives, summed_gradient
+from .influence.core import Checkpoint, batches, directional_derivatives, misclassified, summed_gradient
 from .io import atomic_path
-from .training import to_float
+from .training import predict_logits, to_float
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def select_test_samples(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y:
     losses, wrong = [], []
     task = "multilabel" if y.is_floating_point() else "multiclass"
     with torch.no_grad():
-        for xb, yb in _batches(x, y, batch_size):
+        for xb, yb in batches(x, y, batch_size):
             logits = model(xb)
             losses.append(loss_fn(logits, yb, reduction="none").double())
             wrong.append(misclassified(logits, yb, task))
@@ -99,7 +98,7 @@ def explain(
 ) -> pd.DataFrame:
     """Top-``top_k`` helpful and harmful training samples for each of ``n_test`` test samples.
 
-    ``train`` holds model-ready tensors (as :func:`sampleval.influence.tracin.as_inputs`
+    ``train`` holds model-ready tensors (as :func:`sampleval.influence.core.as_inputs`
     makes them); ``test_x``/``test_y`` may be tensors or numpy arrays (uint8 images are
     scaled like training inputs). Returns one row per (test sample, explaining training
     sample): ``test_id``, ``train_id``, ``rank`` (1 = strongest), ``score`` and ``kind``
@@ -204,3 +203,25 @@ def plot_explanations(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def figure_inputs(prepared, model: nn.Module) -> tuple[dict, dict, dict]:
+    """``(images, labels, predictions)`` by sample id for :func:`plot_explanations`: the
+    training and test images, their given labels as class names, and ``model``'s test
+    predictions (multi-label: the findings above probability 0.5, or ``none``)."""
+    tr, te = prepared.split("train"), prepared.split("test")
+
+    def name(y) -> str:
+        y = np.asarray(y)
+        if prepared.task == "multiclass":
+            return prepared.classes[int(y)]
+        return ",".join(c for c, v in zip(prepared.classes, y) if v > 0) or "none"
+
+    images = {**dict(zip(tr.ids, tr.x)), **dict(zip(te.ids, te.x))}
+    labels = {**{i: name(y) for i, y in zip(tr.ids, tr.y)}, **{i: name(y) for i, y in zip(te.ids, te.y)}}
+    logits = predict_logits(model, te.x)
+    if prepared.task == "multiclass":
+        predictions = {i: prepared.classes[int(k)] for i, k in zip(te.ids, logits.argmax(1))}
+    else:
+        predictions = {i: name(row > 0) for i, row in zip(te.ids, logits)}
+    return images, labels, predictions

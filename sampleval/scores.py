@@ -8,10 +8,13 @@ Schema, one row per training sample:
   columns estimators return (``tracin_epoch_NNN`` per checkpoint, ``self_influence``).
 
 Sign: positive = helpful (the sample lowers the summed validation loss), negative =
-harmful. Self-influence columns are non-negative; high means unusual/suspicious.
+harmful. Magnitude columns (the registry's kind, :func:`sampleval.estimators.column_kind`:
+``self_influence`` and every ``*_self_influence``) are non-negative; high means
+unusual/suspicious.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
 from .data.prepared import DataError, Prepared
+from .estimators import MAGNITUDE, column_kind, select_epochs
 from .stats import s_shapedness
 
 BASE_COLUMNS = ["sample_id", "split", "label", "clean_label", "flipped"]
@@ -44,12 +48,49 @@ def merge_scores(prepared: Prepared, methods: list[str], methods_dir: str | Path
 def suspicion(table: pd.DataFrame, column: str) -> np.ndarray:
     """Higher = more likely a bad label: low influence (harmful) or high self-influence."""
     values = table[column].to_numpy(dtype=float)
-    return values if "self_influence" in column else -values
+    return values if column_kind(column) == MAGNITUDE else -values
 
 
 def ranking_columns(table: pd.DataFrame, methods: list[str]) -> list[str]:
-    extra = [c for c in table.columns if c.endswith("self_influence")]
+    """The estimators' main columns, then every magnitude column present (self-influences)."""
+    extra = [c for c in table.columns if column_kind(c) == MAGNITUDE]
     return list(dict.fromkeys(list(methods) + extra))
+
+
+def tracin_variant(table: pd.DataFrame, checkpoints: str = "all", burn_in: int = 0, selected_epoch: int | None = None) -> np.ndarray:
+    """TracIn summed over a choice of checkpoints, from the ``tracin_epoch_NNN`` columns
+    (:func:`sampleval.estimators.select_epochs`: ``all`` or ``up_to_selected``, minus the
+    first ``burn_in`` epochs). With the defaults it equals the ``tracin`` column bit for bit."""
+    epochs = sorted(int(c.rsplit("_", 1)[1]) for c in table.columns if c.startswith("tracin_epoch_"))
+    if not epochs:
+        raise DataError("no tracin_epoch_NNN columns in the scores table; add tracin to influence.methods")
+    total = np.zeros(len(table), dtype=np.float64)
+    for epoch in select_epochs(epochs, checkpoints, burn_in, selected_epoch):
+        total = total + table[f"tracin_epoch_{epoch:03d}"].to_numpy(np.float64)
+    return total
+
+
+def _readable(value):
+    """Diagnostics for metrics JSON (rounded to 4 decimals there): tiny non-zero numbers
+    such as CG residuals are kept as text in scientific notation."""
+    if isinstance(value, float) and value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    if isinstance(value, dict):
+        return {k: _readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    return value
+
+
+def merge_diagnostics(methods: list[str], methods_dir: str | Path) -> dict:
+    """``{method: diagnostics}`` from each estimator's ``<method>.json`` next to its parquet."""
+    out = {}
+    for method in methods:
+        path = Path(methods_dir) / f"{method}.json"
+        if not path.exists():
+            raise DataError(f"diagnostics for '{method}' missing at {path}; run `dvc repro` (influence@{method})")
+        out[method] = _readable(json.loads(path.read_text()))
+    return out
 
 
 def detection_curve(flipped: np.ndarray, suspicion_scores: np.ndarray, n_points: int = 101) -> tuple[np.ndarray, np.ndarray]:

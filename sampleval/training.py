@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
-import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,15 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import torch_save
+from .checkpoints import TrainingError, epoch_checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from .losses import TrainingLoss, clamped_pos_weight
 from .models import build_model
 
 log = logging.getLogger(__name__)
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, missing checkpoint, ...); the message says how to fix it."""
+__all__ = [  # checkpoint names re-exported for callers that import them from here
+    "TrainingError", "epoch_checkpoint_path", "list_checkpoints", "load_checkpoint", "save_checkpoint",
+    "TrainConfig", "TrainResult", "train", "pick_device", "make_loss", "predict_logits", "to_float", "target_tensor", "gather_images",
+]
 
 
 @dataclass
@@ -164,39 +162,84 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512, devic
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
 
 
-def epoch_checkpoint_path(ckpt_dir: Path, epoch: int) -> Path:
-    return Path(ckpt_dir) / f"epoch-{epoch:03d}.pt"
+@dataclass
+class _Run:
+    """The objects of one training run."""
+
+    model: nn.Module
+    step_model: Callable  # the model, or its torch.compile'd version
+    loss_fn: TrainingLoss
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+    device: torch.device
+    use_amp: bool
 
 
-def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        raise TrainingError(f"checkpoint folder {ckpt_dir} is missing; run `dvc repro train` first")
-    paths = sorted(p for p in ckpt_dir.glob("epoch-*.pt") if re.fullmatch(r"epoch-\d{3}\.pt", p.name))
-    if not paths:
-        raise TrainingError(f"no checkpoints (epoch-NNN.pt) in {ckpt_dir}; run `dvc repro train` first")
-    return paths
+def _setup(x_train: np.ndarray, y_train: np.ndarray, task: str, n_outputs: int, cfg: TrainConfig, seed: int) -> _Run:
+    """Seed, build the model, loss, optimiser and schedule (in this order: the RNG draws are fixed)."""
+    device = pick_device(cfg.device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build_model(cfg.model, x_train.shape[1], n_outputs, x_train.shape[-1], cfg.pretrained).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = make_loss(task, cfg, y_train)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    step_model = torch.compile(model) if cfg.compile else model
+    return _Run(model, step_model, loss_fn, opt, sched, gen, device, cfg.amp and device.type == "cuda")
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint we wrote: tensors and plain Python values only.
+def _resume(run: _Run, ckpt_dir: Path) -> tuple[list[dict], int, list[Path]]:
+    """Restore the last complete checkpoint in ``ckpt_dir``: ``(history, next epoch, checkpoints)``."""
+    existing = sorted(ckpt_dir.glob("epoch-*.pt"))
+    if not existing:
+        return [], 1, []
+    state = load_checkpoint(existing[-1])
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resuming from %s (epoch %d)", existing[-1], state["epoch"])
+    return state["history"], state["epoch"] + 1, existing
 
-    Loaded with ``weights_only=True``: PyTorch's restricted unpickler refuses any other
-    object (a tampered file with code in it fails here, and its code never runs)."""
-    path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"checkpoint {path} is missing; run `dvc repro train` to recreate it")
-    if not zipfile.is_zipfile(path):  # ours are zip archives; never hand anything else to an unpickler
-        raise TrainingError(f"checkpoint {path} cannot be read (not a PyTorch archive: truncated, corrupt or a raw pickle); delete it and rerun `dvc repro train`")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise TrainingError(
-            f"checkpoint {path} holds objects other than tensors and plain values, so it was not written by sampleval "
-            "and is refused (nothing in it was run); delete it and rerun `dvc repro train`"
-        ) from exc
-    except Exception as exc:  # truncated or corrupt file
-        raise TrainingError(f"checkpoint {path} cannot be read ({exc.__class__.__name__}); delete it and rerun `dvc repro train`") from exc
+
+def _train_epoch(run: _Run, cfg: TrainConfig, x_train: np.ndarray, yt: torch.Tensor, wt: torch.Tensor | None, flip_augment: bool) -> tuple[float, torch.Tensor]:
+    """One pass over the training set in a seeded random order; returns the mean training
+    loss and the per-batch losses (still on the device, for :func:`check_divergence`)."""
+    model, device = run.model, run.device
+    model.train()
+    order = torch.randperm(len(yt), generator=run.gen)
+    batches = list(iterate_batches(len(yt), cfg.batch_size, order))
+    total = torch.zeros((), device=device)
+    batch_losses = []
+    for b, (xb, yb) in zip(batches, batch_loader(x_train, yt, batches, cfg.num_workers, pin=device.type == "cuda")):
+        if cfg.augment:
+            xb = augment_batch(xb, run.gen, flip_augment)
+        xb = to_float(xb.to(device, non_blocking=True))
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = yb.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.use_amp):
+            logits = run.step_model(xb)
+        if wt is None:
+            loss = run.loss_fn(logits.float(), yb, reduction="mean")
+        else:
+            wb = wt[b].to(device)
+            loss = (run.loss_fn(logits.float(), yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        total += loss.detach() * len(yb)
+        batch_losses.append(loss.detach())
+    return float(total) / len(yt), torch.stack(batch_losses)  # one host sync per epoch
+
+
+def _validate(run: _Run, x_val: np.ndarray, yv: torch.Tensor, amp: bool) -> tuple[np.ndarray, float]:
+    val_logits = predict_logits(run.model, x_val, device=run.device, amp=amp)
+    return val_logits, float(run.loss_fn(torch.from_numpy(val_logits), yv, reduction="mean"))
 
 
 DIVERGENCE_FACTOR = 100.0
@@ -251,77 +294,27 @@ def train(
     ``sample_weight`` (one weight per training sample) turns each batch's loss into a
     weighted mean; a weight of 0 leaves a sample out while every batch keeps its order
     (leave-one-out retraining without reshuffling).
-    Each epoch's checkpoint holds the weights, the learning rate used during that
-    epoch, the epoch number, and the optimiser/scheduler/RNG state for resuming.
+    Each epoch's checkpoint (:func:`~sampleval.checkpoints.save_checkpoint`) holds the
+    weights, the learning rate used during that epoch, the epoch number, and the
+    optimiser/scheduler/RNG state for resuming.
     """
-    device = pick_device(cfg.device)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    image_size = x_train.shape[-1]
-    model = build_model(cfg.model, x_train.shape[1], n_outputs, image_size, cfg.pretrained).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = make_loss(task, cfg, y_train)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    step_model = torch.compile(model) if cfg.compile else model
-
+    run = _setup(x_train, y_train, task, n_outputs, cfg, seed)
     history: list[dict] = []
-    start_epoch = 1
-    checkpoints: list[Path] = []
+    start_epoch, checkpoints = 1, []
     if ckpt_dir is not None:
         ckpt_dir = Path(ckpt_dir)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            existing = sorted(ckpt_dir.glob("epoch-*.pt"))
-            if existing:
-                state = load_checkpoint(existing[-1])
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                gen.set_state(state["generator"])
-                torch.set_rng_state(state["torch_rng"])
-                history = state["history"]
-                start_epoch = state["epoch"] + 1
-                checkpoints = existing
-                log.info("resuming from %s (epoch %d)", existing[-1], state["epoch"])
-
-    yt = target_tensor(y_train, task)
-    yv = target_tensor(y_val, task)
+            history, start_epoch, checkpoints = _resume(run, ckpt_dir)
+    yt, yv = target_tensor(y_train, task), target_tensor(y_val, task)
     wt = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
-    use_amp = cfg.amp and device.type == "cuda"
 
     for epoch in range(start_epoch, cfg.epochs + 1):
-        lr_used = opt.param_groups[0]["lr"]
-        model.train()
-        order = torch.randperm(len(yt), generator=gen)
-        batches = list(iterate_batches(len(yt), cfg.batch_size, order))
-        total = torch.zeros((), device=device)
-        batch_losses = []
-        for b, (xb, yb) in zip(batches, batch_loader(x_train, yt, batches, cfg.num_workers, pin=device.type == "cuda")):
-            if cfg.augment:
-                xb = augment_batch(xb, gen, flip_augment)
-            xb = to_float(xb.to(device, non_blocking=True))
-            if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = yb.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = step_model(xb)
-            if wt is None:
-                loss = loss_fn(logits.float(), yb, reduction="mean")
-            else:
-                wb = wt[b].to(device)
-                loss = (loss_fn(logits.float(), yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(yb)
-            batch_losses.append(loss.detach())
-        train_loss = float(total) / len(yt)  # one host sync per epoch
-        check_divergence(torch.stack(batch_losses), epoch, history, cfg.lr)
-        sched.step()
-        val_logits = predict_logits(model, x_val, device=device, amp=cfg.amp)
-        val_loss = float(loss_fn(torch.from_numpy(val_logits), yv, reduction="mean"))
+        lr_used = run.opt.param_groups[0]["lr"]
+        train_loss, batch_losses = _train_epoch(run, cfg, x_train, yt, wt, flip_augment)
+        check_divergence(batch_losses, epoch, history, cfg.lr)
+        run.sched.step()
+        val_logits, val_loss = _validate(run, x_val, yv, cfg.amp)
         record = {"epoch": epoch, "lr": lr_used, "train_loss": train_loss, "val_loss": val_loss}
         if val_metrics is not None:
             record.update(val_metrics(val_logits))
@@ -329,29 +322,15 @@ def train(
         if progress:
             progress(record)
         if ckpt_dir is not None:
-            path = epoch_checkpoint_path(ckpt_dir, epoch)
-            torch_save(
-                path,
-                {
-                    "model": model.state_dict(),
-                    "lr": lr_used,
-                    "epoch": epoch,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                },
-            )
-            checkpoints.append(path)
+            checkpoints.append(save_checkpoint(epoch_checkpoint_path(ckpt_dir, epoch), run.model, lr_used, epoch, run.opt, run.sched, run.gen, history))
         if epoch == _best(history)["epoch"]:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
 
     best = _best(history)
     if best["epoch"] < start_epoch:  # the best epoch was trained before a resume
         best_state = load_checkpoint(epoch_checkpoint_path(ckpt_dir, best["epoch"]))["model"]
-    model.load_state_dict(best_state)
-    return TrainResult(history, best["epoch"], best_state, model, loss_fn, checkpoints)
+    run.model.load_state_dict(best_state)
+    return TrainResult(history, best["epoch"], best_state, run.model, run.loss_fn, checkpoints)
 
 
 def _best(history: list[dict]) -> dict:

@@ -15,6 +15,7 @@ import pandas as pd
 from sampleval import fidelity as fid
 from sampleval import plots
 from sampleval.data.prepared import load_prepared
+from sampleval.estimators import signed_estimators
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
 from stages._common import log, main, start
@@ -25,7 +26,7 @@ def run(argv=None) -> None:
     params = start("fidelity", baseline=True)
     f, seed = params["fidelity"], params["seed"]
     methods = params["influence"]["methods"]
-    predictors = [m for m in methods if m != "self_influence"]  # a magnitude, not a signed prediction of the loss change
+    predictors = signed_estimators(methods)  # magnitudes (self_influence) predict no signed loss change
     prepared = load_prepared("data/prepared")
     tr, va = prepared.split("train"), prepared.split("val")
     scores = pd.read_parquet("data/influence/scores.parquet", columns=["sample_id", *methods])

@@ -1,4 +1,7 @@
-"""influence: one estimator over the saved checkpoints -> data/influence/methods/<method>.parquet.
+"""influence: one estimator over the saved checkpoints -> data/influence/methods/<method>.parquet
+and its diagnostics (solver, iterations, residual, curvature, fallback, damping, checkpoints
+used) -> data/influence/methods/<method>.json, which the scores stage merges into
+metrics/influence.json.
 
 One DVC stage per estimator (a matrix over influence.methods), so that adding an
 estimator computes only the new one. The streaming estimators (tracin, self_influence)
@@ -12,8 +15,9 @@ import pandas as pd
 
 from sampleval.data.prepared import load_prepared
 from sampleval.influence import make_context, run_estimator
-from sampleval.io import write_parquet
+from sampleval.io import write_json, write_parquet
 from sampleval.training import TrainConfig, pick_device
+from stages import paths
 from stages._common import log, main, start
 
 
@@ -24,15 +28,16 @@ def run(argv=None) -> None:
     args = ap.parse_args(argv)
     params = start(f"influence:{args.method}", baseline=True)
     inf = params["influence"]
-    prepared = load_prepared("data/prepared")
+    prepared = load_prepared(paths.PREPARED)
     cfg = TrainConfig.from_params(params)
     ctx = make_context(
-        prepared, cfg, "models/checkpoints", "models/model.pt",
-        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"], inf["tracin_method"], pick_device(cfg.device),
+        prepared, cfg, paths.CHECKPOINTS, paths.MODEL, inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
+        inf["tracin_method"], pick_device(cfg.device), options=inf["options"],
     )
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})
-    write_parquet(f"data/influence/methods/{args.method}.parquet", df)
+    write_parquet(paths.method_scores(args.method), df)
+    write_json(paths.method_diagnostics(args.method), ctx.diagnostics.get(args.method, {}), ndigits=None)
     log.info("%s: %d scores, range [%.4g, %.4g]", args.method, len(df), df[args.method].min(), df[args.method].max())
 
 

@@ -1,17 +1,15 @@
 """prepare: load the data source, split, inject label noise -> data/prepared/."""
 from __future__ import annotations
 
-
 from sampleval.prepare import prepare_dataset
+from stages import paths
 from stages._common import log, main, start
-
-OUT = "data/prepared"
 
 
 @main
 def run(argv=None) -> None:
     params = start("prepare")
-    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], OUT)
+    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], paths.PREPARED)
     log.info("prepared %s: %s samples, %s flipped", params["data"]["source"], manifest["n_samples"], manifest["n_flipped"])
 
 

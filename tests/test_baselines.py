@@ -8,8 +8,8 @@ from torch import nn
 
 from sampleval.config import ESTIMATORS
 from sampleval.influence import REGISTRY, InfluenceContext, run_estimator
-from sampleval.influence.hessian import last_layer_quantities
-from sampleval.influence.tracin import Checkpoint
+from sampleval.influence.last_layer import last_layer_quantities
+from sampleval.influence.core import Checkpoint
 from sampleval.losses import TrainingLoss
 from sampleval.models import SmallCNN
 
@@ -142,7 +142,7 @@ def test_cleanlab_penultimate_features_and_multilabel_run():
     bad = np.zeros(300, bool)
     bad[corrupt] = True
     assert q[bad].mean() < q[~bad].mean()
-    with pytest.raises(ValueError, match="cleanlab_features"):
+    with pytest.raises(ValueError, match="influence.options.cleanlab.features"):
         run_estimator("cleanlab", _ctx(cleanlab_features="pca"))
 
 

@@ -113,6 +113,26 @@ def test_adding_a_ranking_reruns_no_existing_cell(repo):
     assert cells == {"remove@loss-remove-harmful-0.1-global", "remove@loss-remove-harmful-0.2-global", "select@loss-0.5-global"}
 
 
+def test_estimator_options_and_diagnostics(repo):
+    """Each estimator's diagnostics reach metrics/influence.json; changing one estimator's
+    options (influence.options.<name>) marks only that estimator's stage."""
+    repo, _ = repo
+    influence = json.loads((repo / "metrics/influence.json").read_text())
+    assert influence["diagnostics"]["tracin"]["epochs_used"] == [1, 2, 3]
+    assert influence["diagnostics"]["tracin"]["checkpoints"] == "all"
+    assert influence["diagnostics"]["self_influence"]["epochs_used"] == [1, 2, 3]
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["influence"]["options"]["tracin"]["burn_in"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = _dvc(repo, "status")
+    finally:
+        (repo / "params.yaml").write_text(original)
+    changed = set(re.findall(r"^([\w@.-]+):\s*$", status, flags=re.M))
+    assert changed == {"influence@tracin"}, status
+
+
 def test_bad_params_fail_before_work_with_one_line(repo):
     repo, _ = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from sampleval.explain import COLUMNS, explain, plot_explanations
-from sampleval.influence.tracin import Checkpoint
+from sampleval.influence.core import Checkpoint
 from sampleval.losses import TrainingLoss
 from sampleval.models import SmallCNN
 from sampleval.training import to_float

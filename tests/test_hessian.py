@@ -10,7 +10,8 @@ from torch.func import functional_call, hessian, jacrev
 
 from sampleval.config import ESTIMATORS
 from sampleval.influence import REGISTRY, InfluenceContext, get_estimator, run_estimator
-from sampleval.influence.hessian import conjugate_gradient, hvp_operator
+from sampleval.influence.hessian import hvp_operator
+from sampleval.influence.solvers import conjugate_gradient
 from sampleval.losses import TrainingLoss
 
 NEW = ("if_cg", "if_lissa", "if_diag", "if_last_layer", "if_last_layer_miscls")
@@ -79,7 +80,8 @@ def test_if_cg_equals_dense_inverse(tiny):
     rel = np.abs(ours - expected).max() / np.abs(expected).max()
     assert rel <= 1e-6, rel
     info = ctx.extra["diagnostics"]["if_cg"]
-    assert info["converged"] and info["hessian"] == "exact" and info["iterations"] <= len(tiny.flat)
+    assert info["converged"] and info["curvature"] == "exact" and info["iterations"] <= len(tiny.flat)
+    assert info["solver"] == "cg" and info["fallback"] is None and info["damping"] == damping
 
 
 def test_if_cg_negative_curvature_falls_back_to_gauss_newton(tiny):
@@ -89,24 +91,65 @@ def test_if_cg_negative_curvature_falls_back_to_gauss_newton(tiny):
     ctx = tiny.ctx(1e-3)
     scores = run_estimator("if_cg", ctx)["if_cg"]
     info = ctx.extra["diagnostics"]["if_cg"]
-    assert info["hessian"] == "gauss_newton" and "fallback" in info and np.isfinite(scores).all()
+    assert info["curvature"] == "gauss_newton_psd" and info["fallback"].startswith("negative curvature") and np.isfinite(scores).all()
+    assert info["converged"] and not info["negative_curvature"] and info["damping"] == 1e-3
+    assert 0 <= info["output_hessian_indefinite_share"] <= 1 and 0 <= info["output_hessian_clipped_share"] < 1
 
 
-def test_gauss_newton_hvp_equals_dense_ggn(tiny):
-    # G = mean_i J_i^T H_z,i J_i, built from explicit Jacobians and output Hessians.
+def test_gauss_newton_hvp_equals_dense_clipped_ggn(tiny):
+    # G = mean_i J_i^T H_z,i+ J_i, built from explicit Jacobians and output Hessians whose
+    # negative eigenvalues are clipped to 0 (focal loss: some H_z,i are indefinite).
     def logits_at(v):
         return functional_call(tiny.model, tiny.unflat(v), (tiny.x,))
 
     z = logits_at(tiny.flat).detach()
     J = jacrev(logits_at)(tiny.flat)  # (n, K, P)
     Hz = torch.stack([hessian(lambda zz: tiny.loss(zz[None], tiny.y[i : i + 1], reduction="sum"))(z[i]) for i in range(len(z))])
-    ggn = torch.einsum("ikp,ikl,ilq->pq", J, Hz, J) / len(z)
+    w, vecs = torch.linalg.eigh(Hz)
+    Hz_plus = vecs @ torch.diag_embed(w.clamp_min(0)) @ vecs.transpose(-1, -2)
+    ggn = torch.einsum("ikp,ikl,ilq->pq", J, Hz_plus, J) / len(z)
     v = torch.randn(len(tiny.flat), dtype=torch.float64)
     tiny.model.load_state_dict(tiny.state)
     op = hvp_operator(tiny.model, tiny.loss, tiny.x, tiny.y, damping=0.3, batch_size=7, gauss_newton=True)
     torch.testing.assert_close(op(v), ggn @ v + 0.3 * v, rtol=1e-10, atol=1e-12)
     exact = hvp_operator(tiny.model, tiny.loss, tiny.x, tiny.y, damping=0.3, batch_size=7)
     torch.testing.assert_close(exact(v), tiny.H @ v + 0.3 * v, rtol=1e-10, atol=1e-12)
+
+
+def test_gauss_newton_operator_is_psd_under_focal_loss(tiny):
+    # The operator's own dense matrix (columns = products with basis vectors): symmetric and
+    # PSD to rounding, at weights where many output Hessians are indefinite (large logits).
+    from sampleval.influence.hessian import indefinite_share
+
+    state = {k: v * 12 if k == "6.weight" else v for k, v in tiny.state.items()}
+    tiny.model.load_state_dict(state)
+    share = indefinite_share(tiny.model, tiny.loss, tiny.x, tiny.y)
+    assert share["output_hessian_indefinite_share"] > 0.2 and 0 < share["output_hessian_clipped_share"] < 0.5  # plain GN not PSD here
+    op = hvp_operator(tiny.model, tiny.loss, tiny.x, tiny.y, damping=0.0, batch_size=16, gauss_newton=True)
+    eye = torch.eye(len(tiny.flat), dtype=torch.float64)
+    dense = torch.stack([op(e) for e in eye], 1)
+    torch.testing.assert_close(dense, dense.T, rtol=1e-9, atol=1e-12)
+    eig = torch.linalg.eigvalsh((dense + dense.T) / 2)
+    assert float(eig.min()) >= -1e-10 * float(eig.max())
+    tiny.model.load_state_dict(tiny.state)
+
+
+def test_psd_projection_of_focal_output_hessians():
+    from sampleval.influence.core import output_hessians
+    from sampleval.influence.solvers import psd_projection
+
+    gen = torch.Generator().manual_seed(3)
+    z = 3 * torch.randn(500, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (500,), generator=gen)
+    h = output_hessians(TrainingLoss("multiclass", 2.0, 0.05), z, y)
+    indefinite = float((torch.linalg.eigvalsh(h)[:, 0] < -1e-10).double().mean())
+    assert indefinite > 0.3  # focal loss, gamma 2: the output Hessian is often indefinite
+    hp = psd_projection(h)
+    assert float(torch.linalg.eigvalsh(hp)[:, 0].min()) >= -1e-12
+    psd_already = torch.linalg.eigvalsh(h)[:, 0] >= 0
+    torch.testing.assert_close(hp[psd_already], h[psd_already], rtol=1e-9, atol=1e-12)  # PSD ones are unchanged
+    ce = output_hessians(TrainingLoss("multiclass", 0.0, 0.0), z, y)
+    torch.testing.assert_close(psd_projection(ce), ce, rtol=1e-9, atol=1e-12)  # cross-entropy: already PSD
 
 
 def test_conjugate_gradient_on_spd_matrix():
@@ -182,3 +225,25 @@ def test_registry_and_params_list_the_new_estimators():
     for name in NEW:
         assert name in REGISTRY and name in ESTIMATORS
         assert callable(get_estimator(name))
+
+
+def test_last_layer_solve_falls_back_to_the_psd_curvature():
+    from sampleval.influence.last_layer import LastLayer, last_layer_hessian, solve_last_layer
+
+    gen = torch.Generator().manual_seed(5)
+    n, k, d = 40, 3, 4
+    f = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    a = torch.randn(n, k, k, generator=gen, dtype=torch.float64)
+    q = LastLayer(f, torch.randn(n, k, generator=gen, dtype=torch.float64), torch.zeros(n, k), a + a.transpose(1, 2))  # indefinite
+    g = torch.randn(k, d, generator=gen, dtype=torch.float64)
+    s, info = solve_last_layer(q, g, damping=0.01)
+    assert info["curvature"] == "gauss_newton_psd" and info["solver"] == "cholesky" and "not positive definite" in info["fallback"]
+    expected = torch.linalg.solve(last_layer_hessian(q.psd(), 0.01), g.reshape(-1)).reshape(k, d)
+    torch.testing.assert_close(s, expected)
+    assert float(torch.linalg.eigvalsh(last_layer_hessian(q.psd(), 0.0)).min()) >= -1e-10
+    s_cg, info_cg = solve_last_layer(q, g, damping=0.01, max_dense=1, max_iter=500)
+    assert info_cg["solver"] == "cg" and info_cg["curvature"] == "gauss_newton_psd" and info_cg["converged"]
+    torch.testing.assert_close(s_cg, expected, rtol=1e-6, atol=1e-8)
+    psd = LastLayer(f, q.out_grads, q.logits, q.psd().out_hessians)
+    _, info = solve_last_layer(psd, g, damping=0.01)
+    assert info["curvature"] == "exact" and info["fallback"] is None and info["damping"] == 0.01

@@ -6,17 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from sampleval.influence.tracin import (
-    Checkpoint,
-    Samples,
-    _batches,
-    as_inputs,
-    captum_tracincp_scores,
-    directional_derivatives,
-    full_float32,
-    self_influence_scores,
-    tracin_scores,
-)
+from sampleval.influence.core import Checkpoint, Samples, as_inputs, batches, directional_derivatives, full_float32
+from sampleval.influence.tracin import captum_tracincp_scores, self_influence_scores, tracin_scores
 from sampleval.losses import TrainingLoss
 
 
@@ -158,9 +149,9 @@ def test_central_difference_restores_the_model_bit_for_bit():
 
 
 @pytest.mark.parametrize("n, batch_size, sizes", [(270, 256, [135, 135]), (256, 256, [256]), (7, 3, [3, 3, 1]), (10, 4, [4, 4, 2]), (100_000, 256, [256] * 390 + [160]), (1, 256, [1]), (0, 8, [])])
-def test_batches_have_near_equal_sizes(n, batch_size, sizes):
+def testbatches_have_near_equal_sizes(n, batch_size, sizes):
     x, y = torch.arange(n, dtype=torch.float32).reshape(n, 1), torch.arange(n)
-    got = list(_batches(x, y, batch_size))
+    got = list(batches(x, y, batch_size))
     assert [len(b[0]) for b in got] == sizes
     assert [int(i) for b in got for i in b[1]] == list(range(n))  # every sample once, in order
 
@@ -188,3 +179,29 @@ def test_channels_last_context_gives_the_same_scores_and_captum_still_runs():
     for name, rtol in (("tracin", 1e-6), ("self_influence", 1e-9)):  # a difference quotient magnifies rounding
         np.testing.assert_allclose(runs[True][name], runs[False][name], rtol=rtol, atol=rtol * np.abs(runs[False][name]).max())
     assert np.abs(runs[True]["tracin"] - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_tracin_checkpoint_options_and_diagnostics():
+    """``influence.options.tracin`` picks the checkpoints the ``tracin`` column sums over;
+    the per-checkpoint columns cover all of them; the diagnostics name the epochs used."""
+    from sampleval.influence import InfluenceContext, run_estimator
+
+    model, ckpts, train, val, loss_fn = _tiny()
+    ckpts = [*ckpts, Checkpoint(len(ckpts) + 1, 0.01, ckpts[-1].state)]
+
+    def run(options, final_epoch=None):
+        ctx = InfluenceContext(model=model, loss_fn=loss_fn, checkpoints=ckpts, final_state=ckpts[-1].state, train=train, val=val,
+                               task="multiclass", n_classes=4, batch_size=5, final_epoch=final_epoch, options={"tracin": options})
+        return run_estimator("tracin", ctx), ctx.diagnostics["tracin"]
+
+    full, diag = run({})
+    epochs = [c.epoch for c in ckpts]
+    assert diag["epochs_used"] == epochs and diag["checkpoints"] == "all" and diag["method"] == "central"
+    burn, diag = run({"burn_in": 1})
+    assert diag["epochs_used"] == epochs[1:]
+    np.testing.assert_allclose(burn["tracin"], full["tracin"] - full["tracin_epoch_001"], rtol=1e-12, atol=1e-12 * np.abs(full["tracin"]).max())
+    assert all(np.array_equal(burn[k], full[k]) for k in full if k.startswith("tracin_epoch_"))
+    upto, diag = run({"checkpoints": "up_to_selected"}, final_epoch=epochs[-2])
+    assert diag["epochs_used"] == epochs[:-1] and diag["selected_epoch"] == epochs[-2]
+    with pytest.raises(ValueError, match="influence.options.tracin.burn_in = -1"):
+        run({"burn_in": -1})

@@ -4,70 +4,44 @@ An estimator is a function ``estimate(ctx: InfluenceContext) -> dict[str, np.nda
 returning one float64 array per output column, one entry per training sample, in the
 order of ``ctx.train``. Its main column is named like the estimator; extra columns
 start with the estimator's name (``tracin`` also returns ``tracin_epoch_NNN`` per checkpoint).
+It leaves its diagnostics (solver, iterations, residual, curvature, fallback, damping,
+checkpoints used) in ``ctx.diagnostics[name]`` via :func:`.core.record`.
+
+Layout: :mod:`.core` is the shared vocabulary (checkpoints, samples, batching, summed
+gradients, directional derivatives); :mod:`.last_layer` the last-layer quantities;
+:mod:`.solvers` CG, power iteration and the PSD projection; :mod:`sampleval.estimators` the one entry
+per estimator (name, function, kind, options); the estimators are sibling modules
+(:mod:`.tracin`, :mod:`.hessian`, :mod:`.if_last_layer`, :mod:`.baselines`) that import
+public names from those only.
 
 ``ctx.train`` and ``ctx.val`` unpack into model-ready float tensors (``x, y = ctx.train``);
-in the pipeline they are :class:`~sampleval.influence.tracin.Samples`, which stream
+in the pipeline they are :class:`~sampleval.influence.core.Samples`, which stream
 from the uint8 images for the estimators built to scale (``tracin``, ``self_influence``,
 which also run on ``ctx.device``) and materialise the float tensors for the others.
 
-Sign convention for every estimator: positive = helpful (the sample lowers the
-validation loss); negative = harmful.
+Sign convention for every signed estimator: positive = helpful (the sample lowers the
+validation loss); negative = harmful. Magnitude estimators (``self_influence``) are
+non-negative, high = unusual.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
-from .tracin import Checkpoint, Samples, n_samples
+from ..checkpoints import list_checkpoints, load_checkpoint
+from .core import Checkpoint, InfluenceContext, Samples, load_checkpoints, n_samples
+from ..estimators import ESTIMATORS, get
 
-# name -> "module:function", imported on use so that one estimator's dependencies
-# never slow down or break another.
-REGISTRY: dict[str, str] = {
-    "tracin": "sampleval.influence.tracin:estimate_tracin",
-    "self_influence": "sampleval.influence.tracin:estimate_self_influence",
-    "tracincp": "sampleval.influence.tracin:estimate_tracincp",
-    "if_cg": "sampleval.influence.hessian:estimate_if_cg",
-    "if_lissa": "sampleval.influence.hessian:estimate_if_lissa",
-    "if_diag": "sampleval.influence.hessian:estimate_if_diag",
-    "if_last_layer": "sampleval.influence.hessian:estimate_if_last_layer",
-    "if_last_layer_miscls": "sampleval.influence.hessian:estimate_if_last_layer_miscls",
-    "tracin_last_layer": "sampleval.influence.baselines:estimate_tracin_last_layer",
-    "tracin_randproj": "sampleval.influence.baselines:estimate_tracin_randproj",
-    "loss": "sampleval.influence.baselines:estimate_loss",
-    "cleanlab": "sampleval.influence.baselines:estimate_cleanlab",
-}
+__all__ = ["Checkpoint", "InfluenceContext", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator", "make_context"]
 
-
-@dataclass
-class InfluenceContext:
-    model: nn.Module  # the architecture; estimators load the weights they need
-    loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
-    checkpoints: list[Checkpoint]  # per-epoch states with the learning rate of each epoch
-    final_state: dict  # weights of the model selected on validation
-    train: Samples | tuple[torch.Tensor, torch.Tensor]  # unpacks into model-ready inputs and targets
-    val: Samples | tuple[torch.Tensor, torch.Tensor]
-    task: str
-    n_classes: int
-    batch_size: int = 256
-    damping: float = 0.01
-    cg_iterations: int = 100
-    seed: int = 0
-    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
-    channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
-    extra: dict = field(default_factory=dict)
+# name -> "module:function" (kept for callers of the older interface; the entries are in sampleval.estimators)
+REGISTRY: dict[str, str] = {name: e.function for name, e in ESTIMATORS.items()}
 
 
 def get_estimator(name: str) -> Callable:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown influence estimator {name!r} (allowed: {', '.join(REGISTRY)})")
-    module, func = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return get(name).load()
 
 
 def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
@@ -83,20 +57,22 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
 
 def make_context(
     prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "central",
-    device: torch.device | None = None,
+    device: torch.device | None = None, options: dict | None = None,
 ) -> InfluenceContext:
-    """Everything an estimator needs, from the prepared data and the training outputs."""
+    """Everything an estimator needs, from the prepared data and the training outputs.
+    ``options``: ``influence.options`` from params (estimator name -> dict)."""
     from ..models import build_model
-    from ..training import list_checkpoints, load_checkpoint, make_loss
-    from .tracin import load_checkpoints
+    from ..training import make_loss
 
     tr, va = prepared.split("train"), prepared.split("val")
     model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
+    final = load_checkpoint(final_model_path)
     return InfluenceContext(
         model=model,
         loss_fn=make_loss(prepared.task, cfg, tr.y),
         checkpoints=load_checkpoints(list_checkpoints(checkpoint_dir)),
-        final_state=load_checkpoint(final_model_path)["model"],
+        final_state=final["model"],
+        final_epoch=int(final["epoch"]) if "epoch" in final else None,
         train=Samples(tr.x, tr.y, prepared.task),
         val=Samples(va.x, va.y, prepared.task),
         task=prepared.task,
@@ -108,4 +84,5 @@ def make_context(
         tracin_method=tracin_method,
         device=device or torch.device("cpu"),
         channels_last=cfg.channels_last,
+        options=dict(options or {}),
     )

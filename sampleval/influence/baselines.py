@@ -10,7 +10,7 @@
   Extra column ``tracin_last_layer_self_influence = sum_c lr_c |delta_i|^2 |phi~_i|^2``.
 - ``tracin_randproj``: the same last-layer TracIn on Gaussian random projections of the
   per-sample last-layer gradients, ``R^T vec(delta_i phi~_i^T)`` with a seeded
-  ``R ~ N(0, 1/d)`` of ``d = extra['randproj_dim']`` (default 128) columns per checkpoint
+  ``R ~ N(0, 1/d)`` of ``d = influence.options.tracin_randproj.dim`` (default 128) columns per checkpoint
   (``E[R R^T] = I``, so the projected dot products are unbiased). This is the
   representation TracIn's authors propose for storing every training sample's gradient
   compactly. Captum's ``TracInCPFastRandProj`` is not used: it builds an ``annoy``
@@ -22,7 +22,7 @@
   K-fold cross-validated predicted probabilities of a scikit-learn logistic regression,
   centred: ``cleanlab = quality - 0.5`` (quality in [0, 1]; low quality, a likely label
   error, is negative = harmful). Extra column ``cleanlab_quality`` holds the raw score.
-  Features (``extra['cleanlab_features']``): ``pixels`` (flattened model inputs),
+  Features (``influence.options.cleanlab.features``): ``pixels`` (flattened model inputs),
   ``penultimate`` (the final model's penultimate-layer features; these have seen the
   training labels, so flagged samples are those the network could not fit) or ``auto``
   (default: pixels up to 4,096 input values, penultimate beyond). Multi-label tasks use
@@ -35,8 +35,8 @@ import logging
 import numpy as np
 import torch
 
-from .hessian import LastLayer, _load_final, last_layer_quantities
-from .tracin import _batches
+from .core import batches, load_final, record
+from .last_layer import LastLayer, last_layer_quantities
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def estimate_tracin_last_layer(ctx) -> dict[str, np.ndarray]:
         train_q, val_q = _checkpoint_quantities(ctx, ckpt)
         total += ckpt.lr * train_q.dots(val_q.summed_gradient())
         self_inf += ckpt.lr * train_q.grad_sq_norms().double()
+    record(ctx, "tracin_last_layer", {"method": "closed form", "epochs_used": [c.epoch for c in ctx.checkpoints]})
     return {"tracin_last_layer": total.numpy(), "tracin_last_layer_self_influence": self_inf.numpy()}
 
 
@@ -82,9 +83,7 @@ def estimate_tracin_randproj(ctx) -> dict[str, np.ndarray]:
     """Registry entry: last-layer TracIn on seeded Gaussian random projections."""
     if not ctx.checkpoints:
         raise ValueError("tracin_randproj needs at least one checkpoint")
-    dim = int(ctx.extra.get("randproj_dim", 128))
-    if dim < 1:
-        raise ValueError(f"influence extra randproj_dim must be a positive integer, got {dim}")
+    dim = ctx.options_of("tracin_randproj").dim
     n = len(ctx.train[0])
     total = torch.zeros(n, dtype=torch.float64)
     self_inf = torch.zeros(n, dtype=torch.float64)
@@ -97,16 +96,18 @@ def estimate_tracin_randproj(ctx) -> dict[str, np.ndarray]:
         z = project_last_layer(train_q, proj)
         total += ckpt.lr * (z @ g_val.T).squeeze(1)
         self_inf += ckpt.lr * z.pow(2).sum(1)
+    record(ctx, "tracin_randproj", {"dim": dim, "epochs_used": [c.epoch for c in ctx.checkpoints]})
     return {"tracin_randproj": total.numpy(), "tracin_randproj_self_influence": self_inf.numpy()}
 
 
 def estimate_loss(ctx) -> dict[str, np.ndarray]:
     """Registry entry: minus the per-sample training loss under the final model."""
-    model = _load_final(ctx)
+    model = load_final(ctx)
     out = []
     with torch.no_grad():
-        for xb, yb in _batches(*ctx.train, ctx.batch_size):
+        for xb, yb in batches(*ctx.train, ctx.batch_size):
             out.append(ctx.loss_fn(model(xb), yb, reduction="none").double())
+    record(ctx, "loss", {"model": f"final (epoch {ctx.final_epoch})" if ctx.final_epoch is not None else "final"})
     return {"loss": -torch.cat(out).numpy()}
 
 
@@ -140,19 +141,17 @@ def estimate_cleanlab(ctx) -> dict[str, np.ndarray]:
     import cleanlab.rank
 
     x, y = ctx.train
-    choice = ctx.extra.get("cleanlab_features", "auto")
+    opts = ctx.options_of("cleanlab")
+    choice = opts.features
     if choice == "auto":
         choice = "pixels" if x[0].numel() <= 4096 else "penultimate"
     if choice == "pixels":
         features = x.reshape(len(x), -1).double().numpy()
     elif choice == "penultimate":
-        q = last_layer_quantities(_load_final(ctx), ctx.loss_fn, x, y, batch_size=ctx.batch_size)
+        q = last_layer_quantities(load_final(ctx), ctx.loss_fn, x, y, batch_size=ctx.batch_size)
         features = q.features.double().numpy()
         features = features[:, :-1] if np.all(features[:, -1] == 1) else features  # drop the bias column
-    else:
-        raise ValueError(f"influence extra cleanlab_features = {choice!r}; allowed: auto, pixels, penultimate")
-    folds = int(ctx.extra.get("cleanlab_folds", 5))
-    method = ctx.extra.get("cleanlab_method", "self_confidence")
+    folds, method = opts.folds, opts.method
     if ctx.task == "multilabel":
         labels = (y.numpy() > 0.5).astype(int)
         probs = cross_validated_probs(features, labels, "multilabel", ctx.n_classes, folds, int(ctx.seed))
@@ -164,6 +163,6 @@ def estimate_cleanlab(ctx) -> dict[str, np.ndarray]:
         quality = cleanlab.rank.get_label_quality_scores(labels, probs, method=method)
     else:
         raise ValueError(f"cleanlab supports multiclass and multilabel tasks, not {ctx.task!r}")
-    log.info("cleanlab: %s features (%d dims), %d folds, method %s", choice, features.shape[1], folds, method)
+    record(ctx, "cleanlab", {"features": choice, "dims": int(features.shape[1]), "folds": folds, "method": method, "classifier": "logistic regression"})
     quality = np.asarray(quality, dtype=np.float64)
     return {"cleanlab": quality - 0.5, "cleanlab_quality": quality}

@@ -1,0 +1,226 @@
+"""The influence-estimator registry: one entry per estimator, and nothing else needs to know it.
+
+An entry says the estimator's name (its main column), where its function lives (imported
+on use), its kind and its options:
+
+- ``kind``: ``signed`` (an influence: positive = helpful, negative = harmful; a
+  prediction of how the validation loss changes) or ``magnitude`` (non-negative, high =
+  unusual or suspicious, no sign; e.g. ``self_influence``). Extra columns that are
+  magnitudes are listed in ``magnitude_columns``;
+- ``options``: a frozen dataclass whose fields are ``influence.options.<name>.<field>``
+  in params.yaml; each field carries its check and the text of what is allowed, from
+  which :mod:`sampleval.config` builds its schema.
+
+Adding an estimator: one module with ``estimate_<name>(ctx) -> {column: values}`` and one
+:class:`Estimator` entry below (plus its row in the README table, which a test checks).
+
+This module imports nothing but the standard library: config validation reads it in every
+stage before any work, so it stays outside the (torch-importing) influence package.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+SIGNED = "signed"
+MAGNITUDE = "magnitude"
+
+
+def option(default: Any, check: Callable[[Any], bool], allowed: str):
+    """A dataclass field with its params check (``allowed`` is the text shown on a bad value)."""
+    return field(default=default, metadata={"check": check, "allowed": allowed})
+
+
+def _int(lo: int) -> Callable[[Any], bool]:
+    return lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= lo
+
+
+def _null_or(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The estimator takes no options (``influence.options.<name>: {}``)."""
+
+
+@dataclass(frozen=True)
+class TracinOptions:
+    checkpoints: str = option("all", lambda x: x in ("all", "up_to_selected"), "one of all, up_to_selected")
+    burn_in: int = option(0, _int(0), "an integer >= 0 (the checkpoints of the first burn_in epochs are skipped)")
+
+
+@dataclass(frozen=True)
+class IfCgOptions:
+    curvature: str = option("exact", lambda x: x in ("exact", "gauss_newton"), "one of exact, gauss_newton")
+    on_negative_curvature: str = option("gauss_newton", lambda x: x in ("gauss_newton", "stop"), "one of gauss_newton, stop")
+    cg_tol: float = option(1e-6, lambda x: _positive(x) and x < 1, "a number in (0, 1)")
+    hvp_samples: int | None = option(None, _null_or(_int(1)), "null (all training samples) or a positive integer")
+
+
+@dataclass(frozen=True)
+class IfLissaOptions:
+    curvature: str = option("exact", lambda x: x in ("exact", "gauss_newton"), "one of exact, gauss_newton")
+    depth: int = option(1000, _int(1), "a positive integer")
+    repeat: int = option(1, _int(1), "a positive integer")
+    batch_size: int | None = option(None, _null_or(_int(1)), "null (influence.batch_size) or a positive integer")
+    scale: float | None = option(None, _null_or(_positive), "null (auto: 1.5 x a power-iteration estimate) or a positive number")
+
+
+@dataclass(frozen=True)
+class IfDiagOptions:
+    per_sample_batch: int = option(32, _int(1), "a positive integer")
+
+
+@dataclass(frozen=True)
+class LastLayerOptions:
+    max_dense: int = option(12000, _int(1), "a positive integer (above it: matrix-free CG instead of a dense Cholesky)")
+
+
+@dataclass(frozen=True)
+class RandprojOptions:
+    dim: int = option(128, _int(1), "a positive integer")
+
+
+@dataclass(frozen=True)
+class CleanlabOptions:
+    features: str = option("auto", lambda x: x in ("auto", "pixels", "penultimate"), "one of auto, pixels, penultimate")
+    folds: int = option(5, _int(2), "an integer >= 2")
+    method: str = option(
+        "self_confidence", lambda x: x in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
+        "one of self_confidence, normalized_margin, confidence_weighted_entropy",
+    )
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@dataclass(frozen=True)
+class Estimator:
+    name: str
+    function: str  # "module:function", imported on use
+    kind: str  # SIGNED or MAGNITUDE
+    options: type = NoOptions
+    magnitude_columns: tuple[str, ...] = ()  # extra columns that are magnitudes
+
+    def load(self) -> Callable:
+        module, func = self.function.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+_M = "sampleval.influence."
+ESTIMATORS: dict[str, Estimator] = {
+    e.name: e
+    for e in [
+        Estimator("tracin", _M + "tracin:estimate_tracin", SIGNED, TracinOptions),
+        Estimator("self_influence", _M + "tracin:estimate_self_influence", MAGNITUDE),
+        Estimator("tracincp", _M + "tracin:estimate_tracincp", SIGNED, magnitude_columns=("tracincp_self_influence",)),
+        Estimator("tracin_last_layer", _M + "baselines:estimate_tracin_last_layer", SIGNED, magnitude_columns=("tracin_last_layer_self_influence",)),
+        Estimator("tracin_randproj", _M + "baselines:estimate_tracin_randproj", SIGNED, RandprojOptions, ("tracin_randproj_self_influence",)),
+        Estimator("if_last_layer", _M + "if_last_layer:estimate_if_last_layer", SIGNED, LastLayerOptions),
+        Estimator("if_last_layer_miscls", _M + "if_last_layer:estimate_if_last_layer_miscls", SIGNED, LastLayerOptions),
+        Estimator("if_cg", _M + "hessian:estimate_if_cg", SIGNED, IfCgOptions),
+        Estimator("if_lissa", _M + "hessian:estimate_if_lissa", SIGNED, IfLissaOptions),
+        Estimator("if_diag", _M + "hessian:estimate_if_diag", SIGNED, IfDiagOptions),
+        Estimator("loss", _M + "baselines:estimate_loss", SIGNED),
+        Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions),
+    ]
+}
+
+# The older flat option names (``InfluenceContext.extra``) -> (estimator, field).
+LEGACY_EXTRA: dict[str, list[tuple[str, str]]] = {
+    "cg_tol": [("if_cg", "cg_tol")],
+    "hessian": [("if_cg", "curvature")],
+    "on_negative_curvature": [("if_cg", "on_negative_curvature")],
+    "hvp_samples": [("if_cg", "hvp_samples")],
+    "lissa_depth": [("if_lissa", "depth")],
+    "lissa_repeat": [("if_lissa", "repeat")],
+    "lissa_batch_size": [("if_lissa", "batch_size")],
+    "lissa_scale": [("if_lissa", "scale")],
+    "per_sample_batch": [("if_diag", "per_sample_batch")],
+    "last_layer_max_dense": [("if_last_layer", "max_dense"), ("if_last_layer_miscls", "max_dense")],
+    "randproj_dim": [("tracin_randproj", "dim")],
+    "cleanlab_features": [("cleanlab", "features")],
+    "cleanlab_folds": [("cleanlab", "folds")],
+    "cleanlab_method": [("cleanlab", "method")],
+}
+
+
+def get(name: str) -> Estimator:
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown influence estimator {name!r} (allowed: {', '.join(ESTIMATORS)})")
+    return ESTIMATORS[name]
+
+
+def option_specs(name: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """``{field: (check, allowed)}`` of estimator ``name``'s options, for the params schema."""
+    return {f.name: (f.metadata["check"], f.metadata["allowed"]) for f in dataclasses.fields(get(name).options)}
+
+
+def options_for(name: str, given: Any = None, extra: dict | None = None):
+    """Estimator ``name``'s options: defaults, then the legacy ``extra`` names, then ``given``
+    (a dict from params or an options instance); every value checked, a bad one named."""
+    cls = get(name).options
+    if isinstance(given, cls):
+        values = dataclasses.asdict(given)
+    else:
+        values = {}
+        for key, value in (extra or {}).items():
+            values.update({fld: value for est, fld in LEGACY_EXTRA.get(key, []) if est == name})
+        values.update(given or {})
+    specs = option_specs(name)
+    for key, value in values.items():
+        if key not in specs:
+            raise ValueError(f"influence.options.{name}: unknown option {key!r} (allowed: {', '.join(specs) or 'none'})")
+        check, allowed = specs[key]
+        if not check(value):
+            raise ValueError(f"influence.options.{name}.{key} = {value!r} is not allowed; expected {allowed}")
+    return cls(**values)
+
+
+def kind_of(name: str) -> str:
+    return get(name).kind
+
+
+def column_kind(column: str) -> str:
+    """``magnitude`` for an estimator's magnitude column (``self_influence``,
+    ``tracincp_self_influence``, ...), else ``signed``."""
+    for e in ESTIMATORS.values():
+        if column == e.name:
+            return e.kind
+        if column in e.magnitude_columns:
+            return MAGNITUDE
+    return SIGNED
+
+
+def signed_estimators(methods: list[str]) -> list[str]:
+    """The estimators among ``methods`` whose score predicts a loss change (not magnitudes)."""
+    return [m for m in methods if kind_of(m) == SIGNED]
+
+
+def select_epochs(epochs: list[int], checkpoints: str = "all", burn_in: int = 0, selected_epoch: int | None = None) -> list[int]:
+    """The checkpoint epochs a TracIn variant sums over: all of them or those up to the
+    epoch selected on validation, minus the first ``burn_in`` epochs."""
+    if checkpoints not in ("all", "up_to_selected"):
+        raise ValueError(f"influence.options.tracin.checkpoints = {checkpoints!r}; allowed: all, up_to_selected")
+    chosen = [e for e in epochs if e > burn_in]
+    if checkpoints == "up_to_selected":
+        if selected_epoch is None:
+            raise ValueError("tracin checkpoints: up_to_selected needs the selected epoch (models/model.pt 'epoch')")
+        chosen = [e for e in chosen if e <= selected_epoch]
+    if not chosen:
+        raise ValueError(
+            f"tracin: no checkpoint left (epochs {epochs}, checkpoints {checkpoints}, burn_in {burn_in}, selected epoch {selected_epoch}); "
+            "lower influence.options.tracin.burn_in"
+        )
+    return chosen
