@@ -222,6 +222,7 @@ SCHEMA: dict[str, Any] = {
     },
     "checks": {
         "allow_chance_level": BOOL,
+    },
     # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
     "refine": {
         "ranking": choice(*ESTIMATORS),

@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 
 from .data.prepared import Prepared, Split
+from .estimators import MAGNITUDE, column_kind
 from .evaluation import evaluate
 from .experiment import subset_split
 from .io import torch_save
@@ -54,10 +55,6 @@ from .training import TrainConfig, predict_logits, target_tensor, train
 
 log = logging.getLogger(__name__)
 
-# Estimators whose score is a magnitude (higher = more unusual = more suspicious) rather
-# than a signed influence (positive = helpful). TODO(merge): read the estimator's kind
-# from the influence registry once it records one.
-MAGNITUDE_ESTIMATORS = frozenset({"self_influence", "tracincp_self_influence"})
 # Baselines that rank samples but are no influence on the validation loss: no DCS from them
 # (``loss`` is minus the training loss, always negative; ``cleanlab`` a label quality - 0.5).
 NOT_INFLUENCE = frozenset({"loss", "cleanlab"})
@@ -80,7 +77,7 @@ def dataset_contribution_score(scores: np.ndarray) -> float:
 def harmfulness(name: str, values: np.ndarray) -> np.ndarray:
     """Per-sample harm (higher = remove first) from an estimator's main column."""
     values = np.asarray(values, dtype=np.float64)
-    return values if name in MAGNITUDE_ESTIMATORS else -values
+    return values if column_kind(name) == MAGNITUDE else -values
 
 
 def split_validation(val: Split, heldout_fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +141,7 @@ class RefineSetup:
             raise ValueError(f"refine.rounds must be >= 1, got {self.rounds}")
         if not 0 < self.fraction < 1:
             raise ValueError(f"refine.fraction must be strictly between 0 and 1, got {self.fraction}")
-        if self.dcs_score in MAGNITUDE_ESTIMATORS | NOT_INFLUENCE:
+        if column_kind(self.dcs_score) == MAGNITUDE or self.dcs_score in NOT_INFLUENCE:
             raise ValueError(f"refine.dcs_score = {self.dcs_score!r} is not a signed influence; DCS needs one (e.g. tracin, if_diag)")
         self.train = self.prepared.split("train")
         self.test = self.prepared.split("test")

@@ -34,20 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .estimators import MAGNITUDE, column_kind
+
 STRATEGIES = ("remove-harmful", "remove-helpful", "select-helpful")
 CONTROLS = ("remove-random", "select-random")
 VARIANTS = ("global", "stratified")
 RANDOM = "random"  # the ranking name of control cells
 
-# Estimators whose score is a magnitude (high = unusual/suspicious), not a signed helpfulness.
-# TODO(merge): read the estimator registry's ``kind`` (signed | magnitude) instead.
-MAGNITUDE_RANKINGS = frozenset({"self_influence", "tracincp_self_influence"})
-
-
 def helpfulness(ranking: str, values: np.ndarray) -> np.ndarray:
     """Orient a ranking's scores: higher = more helpful, lower = more harmful/suspicious."""
     values = np.asarray(values, dtype=float)
-    return -values if ranking in MAGNITUDE_RANKINGS or ranking.endswith("self_influence") else values
+    return -values if column_kind(ranking) == MAGNITUDE else values
 
 
 def parse_strategy(strategy: str) -> tuple[str, str]:

@@ -124,6 +124,7 @@ def test_command_on_fixture_images(tmp_path, monkeypatch):
     params = yaml.safe_load((FIXTURES.parents[1] / "params.yaml").read_text())
     params["data"].update(source="nih14", root=str(root), image_size=8, val_fraction=0.2, test_fraction=0.2)
     params["noise"]["kind"] = "none"
+    params["subsets"]["variants"] = ["global"]  # multi-label: no class strata
     params["train"].update(epochs=1, pos_weight_clamp=[2, 8])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)

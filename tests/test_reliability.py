@@ -355,7 +355,7 @@ def test_prepare_stage_on_a_bad_image_fails_in_one_line_and_keeps_earlier_output
     make_nih_root(tmp_path / "data" / "raw" / "nih14", truncated=[HALF], frame=nih_frame().head(70))  # whole patients, both bad files
     (tmp_path / "data" / "raw" / "nih14" / "images" / ZERO).write_bytes(b"")
     xray = _params(data={"source": "nih14", "root": "data/raw/nih14", "image_size": 16, "val_fraction": 0.2, "test_fraction": 0.2},
-                   noise={"kind": "none"})
+                   noise={"kind": "none"}, subsets={"variants": ["global"]})
     line = _one_error_line(_stage(tmp_path, "prepare", params=xray))
     assert "unreadable image file(s)" in line or "not found" in line
     assert ZERO in line and HALF in line and line.endswith("set data.on_bad_image: skip to drop them")
