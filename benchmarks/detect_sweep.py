@@ -28,6 +28,25 @@ from sampleval.detection import NoiseSetting, cell_name, run_cell  # noqa: E402
 from sampleval.io import write_json, write_parquet  # noqa: E402
 
 
+def add_combinations(out: Path, cell: str, combinations: dict) -> None:
+    """Add the combinations an existing cell lacks (rank averages of its columns: the same
+    numbers run_cell would give), with their metrics."""
+    from sampleval.detection.metrics import detection_metrics
+    from sampleval.detection.rankings import rank_average
+
+    table = pd.read_parquet(out / f"{cell}.parquet")
+    missing = {k: v for k, v in combinations.items() if k not in table.columns}
+    if not missing:
+        return
+    record = json.loads((out / f"{cell}.json").read_text())
+    cols = {c: table[c].to_numpy() for c in table.columns}
+    for name, parts in missing.items():
+        table[name] = rank_average(cols, parts)
+        record["rankings"][name] = detection_metrics(table["flipped"].to_numpy(bool), table[name].to_numpy())
+    write_parquet(out / f"{cell}.parquet", table)
+    write_json(out / f"{cell}.json", record)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--params", default="params.yaml")
@@ -53,6 +72,7 @@ def main() -> None:
             for seed in args.seeds:
                 cell = cell_name(name, seed)
                 if (out / f"{cell}.json").exists():
+                    add_combinations(out, cell, det["combinations"])
                     continue
                 t0 = time.perf_counter()
                 table, record = run_cell(params, NoiseSetting.from_params(name, det["settings"][name]), seed, rankings, det["combinations"], det["cleanlab_folds"])

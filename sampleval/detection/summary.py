@@ -254,39 +254,49 @@ def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thres
     settings = list(insp)
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.0 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.0 * nrow), squeeze=False, constrained_layout=True)
+    palette = plt.get_cmap("tab20").colors
     for ax, s in zip(axes.flat, settings):
         df = insp[s]
-        for r in df.columns[1:]:
-            ax.plot(df["inspected"], df[r], label=r, **style(r))
+        for i, r in enumerate(df.columns[1:]):
+            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **style(r)})
         ax.set_xlim(0, 0.5)
         ax.set_title(s)
-        ax.set_xlabel("share of training set inspected (most suspicious first)")
-        ax.set_ylabel("share of flipped labels found")
+        ax.set_xlabel("share inspected (most suspicious first)")
+        ax.set_ylabel("share of flips found")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(settings):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Detection curves, mean over seeds (cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
+    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
     save(fig, path_curves)
 
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.0 * nrow), squeeze=False)
-    for ax, s in zip(axes.flat, settings):
+    shown = [r for r in (recommended, "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
+    color = {r: palette[i % 20] for i, r in enumerate(insp[settings[0]].columns[1:])}
+    ncol = min(4, len(settings))
+    blocks = -(-len(settings) // ncol)
+    fig, axes = plt.subplots(2 * blocks, ncol, figsize=(4.2 * ncol, 3.4 * 2 * blocks), squeeze=False, constrained_layout=True)
+    for k, s in enumerate(settings):
+        top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
         df = thr[s]
-        names = [c[: -len("_found")] for c in df.columns if c.endswith("_found")]
-        for r in names:
-            kw = style(r)
-            line, = ax.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
-            ax.plot(df["threshold"], df[f"{r}_fpr"], color=line.get_color(), lw=0.8, ls="-.", alpha=0.7)
-        ax.axvline(0.5, color="k", lw=0.6)
-        ax.set_title(s)
-        ax.set_xlabel("threshold on score / max(score)")
-        ax.set_ylabel("share above threshold (solid: flipped, dash-dot: clean)")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(settings):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle("The labeling-bias paper's threshold curves: found (solid) and false-positive rate (dash-dot)")
+        for r in dict.fromkeys(shown):
+            kw = {"color": color[r], **style(r)}
+            top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
+            bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
+        for ax in (top, bottom):
+            ax.axvline(0.5, color="k", lw=0.6)
+            ax.grid(alpha=0.3)
+        top.set_title(s)
+        top.set_ylabel("share of flips above")
+        bottom.set_yscale("log")
+        bottom.set_ylim(8e-5, 1.2)
+        bottom.set_ylabel("false-positive rate (floor 1e-4)")
+        bottom.set_xlabel("threshold on score / max(score)")
+    for k in range(len(settings), blocks * ncol):
+        axes[2 * (k // ncol), k % ncol].axis("off")
+        axes[2 * (k // ncol) + 1, k % ncol].axis("off")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Threshold curves as in the labeling-bias paper (mean over seeds; all rankings in the CSV)")
     save(fig, path_thresholds)
 
 
