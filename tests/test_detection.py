@@ -210,3 +210,25 @@ def test_tiny_cell_end_to_end():
     assert 0 <= record["rankings"]["cleanlab"]["auroc"] <= 1
     table2, record2 = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
     pd.testing.assert_frame_equal(table, table2)  # same params, same numbers
+
+
+def test_registry_style_recommended_estimator_matches_the_cell(tmp_path):
+    """estimate_loss_cleanlab (for the influence registry) gives the cell's loss_cleanlab column."""
+    from sampleval.detection.cell import digits_data, influence_context
+    from sampleval.detection.estimators import estimate_loss_cleanlab
+    from sampleval.experiment import train_and_evaluate
+    from sampleval.training import TrainConfig
+
+    params = _params()
+    params["data"]["limit"] = 250
+    params["train"]["epochs"] = 2
+    setting = NoiseSetting.from_params("u", {"kind": "uniform", "rate": 0.1})
+    table, _ = run_cell(params, setting, 2, ["loss"], {"loss_cleanlab": ["loss", "cleanlab"]}, folds=2)
+    cfg = TrainConfig.from_params(params)
+    prepared = digits_data(params["data"], setting, params["seed"], 2, tmp_path)
+    result, _ = train_and_evaluate(prepared, cfg, 2, ckpt_dir=tmp_path / "ckpt")
+    ctx = influence_context(prepared, result, cfg, params["influence"], 2)
+    ctx.extra.update(train_config=cfg, cleanlab_folds=2)
+    out = estimate_loss_cleanlab(ctx)
+    np.testing.assert_allclose(orient("loss_cleanlab", out["loss_cleanlab"]), table["loss_cleanlab"].to_numpy())
+    np.testing.assert_allclose(1 - out["cleanlab_oof_quality"], table["cleanlab"].to_numpy())
