@@ -239,6 +239,68 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# --- detect (label-error detection sweep, sampleval/detection) ---
+DETECT_RANKINGS = tuple(e for e in ESTIMATORS if e != "cleanlab") + ("cleanlab_logreg",)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _noise_setting(spec: Any) -> bool:
+    if not isinstance(spec, dict) or not set(spec) <= {"kind", "rate", "pairs", "noise_seed"}:
+        return False
+    if spec.get("kind") not in ("uniform", "pairwise") or not FRACTION.check(spec.get("rate")):
+        return False
+    if spec.get("noise_seed") is not None and not integer(0).check(spec["noise_seed"]):
+        return False
+    pairs = spec.get("pairs", [])
+    return class_pairs().check(pairs) and (spec["kind"] == "uniform" or len(pairs) > 0)
+
+
+NOISE_SETTINGS = Spec(
+    lambda x: isinstance(x, dict) and len(x) > 0 and all(isinstance(k, str) and _NAME.match(k) and _noise_setting(v) for k, v in x.items()),
+    "a mapping of names (lower case, digits, - _ .) to {kind: uniform|pairwise, rate: (0, 1), pairs: [[source, target], ...] (pairwise), noise_seed: optional integer}",
+)
+NAME_LIST = Spec(lambda x: isinstance(x, list) and len(x) >= 1 and len(set(x)) == len(x) and all(isinstance(v, str) for v in x), "a list of distinct names")
+COMBINATIONS = Spec(
+    lambda x: isinstance(x, dict)
+    and all(isinstance(k, str) and _NAME.match(k) and isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v) for k, v in x.items()),
+    "a mapping of names to lists of at least two rankings",
+)
+DETECT_SCHEMA = {
+    "settings": NOISE_SETTINGS,
+    "run": NAME_LIST,
+    "seeds": seed_list(3),
+    "rankings": subset_of(*DETECT_RANKINGS),
+    "combinations": COMBINATIONS,
+    "recommended": Spec(lambda x: isinstance(x, str) and x != "", "a ranking name"),
+    "cleanlab_folds": integer(2, 20),
+    "development_seeds": Spec(lambda x: isinstance(x, list) and all(integer(0).check(v) for v in x), "a list of seeds"),
+    "stability_setting": Spec(lambda x: isinstance(x, str) and x != "", "a setting name"),
+}
+
+
+def check_detect(det: dict) -> None:
+    """Cross-key rules of the detect section (names must refer to what is defined)."""
+    unknown = [s for s in det["run"] + [det["stability_setting"]] if s not in det["settings"]]
+    if unknown:
+        raise ParamsError(f"params: 'detect.run'/'detect.stability_setting' name {unknown}, not in 'detect.settings' ({', '.join(det['settings'])})")
+    known = set(det["rankings"]) | {"cleanlab", "random"}
+    for name, parts in det["combinations"].items():
+        if name in known:
+            raise ParamsError(f"params: 'detect.combinations.{name}' reuses a ranking name; pick another")
+        missing = [p for p in parts if p not in known]
+        if missing:
+            raise ParamsError(f"params: 'detect.combinations.{name}' uses {missing}; add them to 'detect.rankings' (or use cleanlab, random)")
+    if det["recommended"] not in known | set(det["combinations"]):
+        raise ParamsError(f"params: 'detect.recommended' = {det['recommended']!r} must be in 'detect.rankings', 'detect.combinations', cleanlab or random")
+    extra = [s for s in det["development_seeds"] if s not in det["seeds"]]
+    if extra:
+        raise ParamsError(f"params: 'detect.development_seeds' {extra} are not in 'detect.seeds'")
+
+
+SCHEMA["detect"] = DETECT_SCHEMA
+# --- end detect ---
+
+
 def validate(params: dict, schema: dict = SCHEMA, prefix: str = "") -> dict:
     """Check ``params`` against ``schema``; raise :class:`ParamsError` on the first problem."""
     if not isinstance(params, dict):
@@ -295,6 +357,7 @@ def check_consistency(params: dict) -> None:
         raise ParamsError("params: 'refine.rounds' * 'refine.fraction' must be below 1 (the rounds would remove the whole training set)")
     if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
+    check_detect(params["detect"])
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

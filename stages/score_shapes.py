@@ -1,4 +1,4 @@
-"""shapes: score shapes over the detection sweep -> metrics/shapes.json, plots/shapes_*.{csv,png}.
+"""score-shapes: score shapes over the detection sweep -> metrics/score_shapes.json, plots/score_shapes_*.{csv,png}.
 
 Reads every ``data/detect/<cell>.parquet`` (schema: sample_id, label, clean_label, flipped,
 one float suspicion column per ranking) and, where present,
@@ -45,12 +45,12 @@ def run(argv=None) -> None:
     tr = load_prepared("data/prepared").split("train")
     images = dict(zip(tr.ids, tr.x))
     metrics, curves, bands, perf = sh.analyse(cells, s["ranking"], images, s["knn"], records)
-    write_json("metrics/shapes.json", metrics)
-    _csv(curves, "plots/shapes_sorted.csv")
-    _csv(bands, "plots/shapes_bands.csv")
-    _csv(perf, "plots/shapes_threshold.csv")
-    sh.shapes_plot(curves, metrics, "plots/shapes_sorted.png")
-    sh.threshold_plot(perf, bands, "plots/shapes_threshold.png")
+    write_json("metrics/score_shapes.json", metrics)
+    _csv(curves, "plots/score_shapes_sorted.csv")
+    _csv(bands, "plots/score_shapes_bands.csv")
+    _csv(perf, "plots/score_shapes_threshold.csv")
+    sh.shapes_plot(curves, metrics, "plots/score_shapes_sorted.png")
+    sh.threshold_plot(perf, bands, "plots/score_shapes_threshold.png")
     if metrics["missing_performance"]:
         log.info("no test accuracy/loss recorded for cell(s) %s: the threshold plot lacks them", ", ".join(metrics["missing_performance"]))
     for name, m in metrics["cells"].items():

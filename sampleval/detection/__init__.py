@@ -1,0 +1,32 @@
+"""Label-error detection benchmark: which ranking finds wrong labels, for which kind of noise.
+
+A sweep cell is (noise setting, seed) (:mod:`.cell`); its outputs:
+
+``data/detect/<setting>-s<seed>.parquet``, one row per training sample, in the order of
+the training split:
+
+| column | type | meaning |
+|---|---|---|
+| ``sample_id`` | string | stable id (``digit-0042``) |
+| ``label`` | int64 | the (noisy) label trained on |
+| ``clean_label`` | int64 | the label before noise injection |
+| ``flipped`` | bool | the label was changed by noise injection |
+| every other column | float64 | one ranking each, **higher = more suspicious** (:mod:`.rankings`) |
+
+The ranking columns: the estimators in ``detect.rankings`` (plus their
+``*_self_influence`` extras), ``cleanlab`` (1 - cleanlab label quality on out-of-fold
+probabilities, :mod:`.oof`), ``random``, and the rank-average combinations in
+``detect.combinations``.
+
+``metrics/detection/cells/<setting>-s<seed>.json``: the cell's detection metrics per
+ranking (:mod:`.metrics`), cleanlab's ``find_label_issues`` precision and recall, the
+baseline's test accuracy. :mod:`.summary` aggregates the cells.
+"""
+from .cell import BASE_COLUMNS, NoiseSetting, cell_name, run_cell
+from .metrics import detection_metrics, inspection_curve, jaccard_top, threshold_curve
+from .rankings import orient, rank_average
+
+__all__ = [
+    "BASE_COLUMNS", "NoiseSetting", "cell_name", "run_cell", "detection_metrics", "inspection_curve",
+    "jaccard_top", "threshold_curve", "orient", "rank_average",
+]

@@ -1,0 +1,76 @@
+"""cleanlab as its documentation recommends: out-of-fold predicted probabilities of the
+model being audited, then ``cleanlab.rank.get_label_quality_scores`` (label quality,
+``self_confidence``: the out-of-fold probability of the given label) and
+``cleanlab.filter.find_label_issues`` (confident learning, ``prune_by_noise_rate``).
+
+The out-of-fold probabilities come from K-fold cross-validation of the training split,
+stratified by the given (noisy) labels and seeded: for each fold, a model of the same
+class is trained with the same recipe (:func:`sampleval.training.train`, best epoch on
+the validation split, as the baseline) on the other K-1 folds and predicts the held-out
+fold. Every sample's probabilities therefore come from a model that never saw it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+def fold_assignment(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The held-out fold of every sample: stratified by label, shuffled with ``seed``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    counts = np.unique(labels, return_counts=True)[1]
+    if folds < 2:
+        raise ValueError(f"detect.cleanlab_folds must be at least 2, got {folds}")
+    if counts.min() < folds:
+        raise ValueError(f"a class has only {counts.min()} training samples, fewer than detect.cleanlab_folds = {folds}; lower it")
+    out = np.empty(len(labels), dtype=np.int64)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for k, (_, held_out) in enumerate(cv.split(np.zeros(len(labels)), labels)):
+        out[held_out] = k
+    return out
+
+
+def out_of_fold_probs(labels: np.ndarray, n_classes: int, fit_predict: FitPredict, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (n, n_classes), fold)``: ``fit_predict(train_idx, held_out_idx, k)`` trains on
+    ``train_idx`` only and returns probabilities for ``held_out_idx``."""
+    fold = fold_assignment(labels, folds, seed)
+    probs = np.full((len(labels), n_classes), np.nan)
+    for k in range(folds):
+        held_out, train_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        p = np.asarray(fit_predict(train_idx, held_out, k), dtype=np.float64)
+        if p.shape != (len(held_out), n_classes):
+            raise RuntimeError(f"fold {k}: probabilities of shape {p.shape}, expected {(len(held_out), n_classes)}")
+        probs[held_out] = p
+    return probs, fold
+
+
+def cnn_fit_predict(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int, cfg, seed: int) -> FitPredict:
+    """The audited model's recipe as a ``fit_predict``: train on the fold's training part
+    (best epoch on the validation split), softmax probabilities on the held-out part."""
+    import torch
+
+    from ..training import predict_logits, train
+
+    def fit_predict(train_idx: np.ndarray, held_out: np.ndarray, k: int) -> np.ndarray:
+        result = train(x[train_idx], y[train_idx], x_val, y_val, "multiclass", n_classes, cfg, seed)
+        logits = predict_logits(result.model, x[held_out])
+        return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+
+    return fit_predict
+
+
+def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """``quality`` (cleanlab.rank.get_label_quality_scores, defaults) and ``issue``
+    (cleanlab.filter.find_label_issues, defaults, one process)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = np.asarray(labels, dtype=np.int64)
+    quality = get_label_quality_scores(labels, probs)
+    issue = find_label_issues(labels, probs, n_jobs=1)
+    return {"quality": np.asarray(quality, dtype=np.float64), "issue": np.asarray(issue, dtype=bool)}

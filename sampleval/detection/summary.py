@@ -1,0 +1,316 @@
+"""The sweep table, the recommendation check, baseline-seed stability and the curves.
+
+Reads the cells' ``<setting>-s<seed>.json`` and ``.parquet`` files (:mod:`.cell`) and
+writes ``summary.json`` (metrics for ``dvc metrics diff``), ``summary.md``, ``summary.csv``,
+and per setting the detection curves (share of flips found against share inspected) and
+the labeling-bias paper's threshold curves, as CSV (``dvc plots``) and PNG.
+"""
+from __future__ import annotations
+
+import json
+from itertools import combinations as pairs_of
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cell import BASE_COLUMNS, cell_name
+from .metrics import THRESHOLDS, inspection_curve, jaccard_top, threshold_curve
+
+HEADLINE = ("auroc", "average_precision", "found_top_1pct", "found_top_5pct", "found_top_10pct", "found_top_20pct", "found_at_threshold_0.5", "fpr_at_threshold_0.5")
+PAPER = "found ~90 % at 0.40 % false positives (threshold 0.5, diagonal-Hessian influence, MNIST 4/9, 20 % of 9s -> 4)"
+
+
+def noise_kind(spec: dict) -> str:
+    if spec["kind"] == "uniform":
+        return "uniform"
+    return "systematic (one class pair)" if len(spec.get("pairs") or []) == 1 else "asymmetric (several class pairs)"
+
+
+def load_cells(table_dir: str | Path, settings: list[str], seeds: list[int], record_dir: str | Path | None = None) -> tuple[dict, dict]:
+    """``records[(setting, seed)]`` (JSON, in ``record_dir``, default ``table_dir``) and
+    ``tables[(setting, seed)]`` (parquet); a missing cell is an error (inputs come from
+    params, nothing is globbed)."""
+    table_dir = Path(table_dir)
+    record_dir = Path(record_dir) if record_dir is not None else table_dir
+    records, tables = {}, {}
+    for s in settings:
+        for seed in seeds:
+            name = cell_name(s, seed)
+            jpath, ppath = record_dir / f"{name}.json", table_dir / f"{name}.parquet"
+            for p in (jpath, ppath):
+                if not p.exists():
+                    raise FileNotFoundError(f"detection cell {p} is missing; run `dvc repro detect` (or the sweep script) to create it")
+            records[(s, seed)] = json.loads(jpath.read_text())
+            tables[(s, seed)] = pd.read_parquet(ppath)
+    return records, tables
+
+
+def ranking_names(tables: dict) -> list[str]:
+    """The ranking columns every cell has, in the first cell's order."""
+    common = set.intersection(*(set(t.columns) for t in tables.values()))
+    first = next(iter(tables.values()))
+    return [c for c in first.columns if c not in BASE_COLUMNS and c in common]
+
+
+def sweep_table(records: dict, settings: list[str], seeds: list[int], rankings: list[str]) -> dict:
+    """``{setting: {ranking: {metric_mean, metric_sd, ...}}}``, mean and sample sd over seeds."""
+    out: dict = {}
+    for s in settings:
+        out[s] = {}
+        for r in rankings:
+            entry = {}
+            for m in HEADLINE:
+                vals = np.array([records[(s, seed)]["rankings"][r].get(m, np.nan) for seed in seeds], dtype=float)
+                entry[f"{m}_mean"] = float(np.nanmean(vals))
+                entry[f"{m}_sd"] = float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else 0.0
+            out[s][r] = entry
+    return out
+
+
+def compare_to_cleanlab(records: dict, settings: list[str], seeds: list[int], ranking: str, development_seeds: list[int]) -> dict:
+    """Per cell: AUROC of ``ranking`` minus cleanlab's; which cells it reaches cleanlab in."""
+    cells = {}
+    for s in settings:
+        for seed in seeds:
+            r = records[(s, seed)]["rankings"]
+            cells[cell_name(s, seed)] = {"auroc": r[ranking]["auroc"], "cleanlab_auroc": r["cleanlab"]["auroc"], "diff": r[ranking]["auroc"] - r["cleanlab"]["auroc"], "development": seed in development_seeds}
+
+    def part(dev: bool) -> dict:
+        chosen = {k: v for k, v in cells.items() if v["development"] == dev}
+        short = [k for k, v in chosen.items() if v["diff"] < 0]
+        return {"n_cells": len(chosen), "n_at_least_cleanlab": len(chosen) - len(short), "below_cleanlab": short,
+                "min_diff": float(min((v["diff"] for v in chosen.values()), default=np.nan))}
+
+    return {"ranking": ranking, "development": part(True), "held_out": part(False), "cells": cells}
+
+
+def per_kind_advice(table: dict, settings_spec: dict, settings: list[str], rankings: list[str]) -> dict:
+    """For each kind of noise, the ranking with the best worst-setting mean AUROC (excluding
+    random), and cleanlab's worst-setting mean AUROC next to it."""
+    kinds: dict[str, list[str]] = {}
+    for s in settings:
+        kinds.setdefault(noise_kind(settings_spec[s]), []).append(s)
+    out = {}
+    for kind, names in kinds.items():
+        worst = {r: min(table[s][r]["auroc_mean"] for s in names) for r in rankings if r != "random"}
+        best = max(worst, key=lambda r: (worst[r], r))
+        out[kind] = {"settings": names, "best": best, "best_worst_auroc": worst[best], "cleanlab_worst_auroc": worst.get("cleanlab"),
+                     "worst_auroc_by_ranking": dict(sorted(worst.items(), key=lambda kv: -kv[1]))}
+    return out
+
+
+def stability(records: dict, tables: dict, setting: str, seeds: list[int], rankings: list[str], share: float = 0.05) -> dict:
+    """Across baseline seeds of one setting: AUROC mean/min/max and the Jaccard overlap of the
+    top ``share`` between every pair of seeds (mean and min)."""
+    out = {"setting": setting, "seeds": list(seeds), "top_share": share, "rankings": {}}
+    for r in rankings:
+        auc = np.array([records[(setting, s)]["rankings"][r]["auroc"] for s in seeds])
+        jac = [jaccard_top(tables[(setting, a)]["sample_id"], tables[(setting, a)][r], tables[(setting, b)]["sample_id"], tables[(setting, b)][r], share)
+               for a, b in pairs_of(seeds, 2)]
+        out["rankings"][r] = {"auroc_mean": float(auc.mean()), "auroc_min": float(auc.min()), "auroc_max": float(auc.max()),
+                              "top5_jaccard_mean": float(np.mean(jac)) if jac else None, "top5_jaccard_min": float(np.min(jac)) if jac else None}
+    return out
+
+
+def curves(tables: dict, settings: list[str], seeds: list[int], rankings: list[str]) -> tuple[dict, dict]:
+    """Per setting, mean over seeds: inspection curves (wide: inspected, <ranking>...) and
+    threshold curves (wide: threshold, <ranking>_found, <ranking>_fpr)."""
+    insp, thr = {}, {}
+    for s in settings:
+        grid = None
+        cols, tcols = {}, {"threshold": THRESHOLDS}
+        for r in rankings:
+            ys, fs, ps = [], [], []
+            for seed in seeds:
+                t = tables[(s, seed)]
+                flipped = t["flipped"].to_numpy(bool)
+                grid, y = inspection_curve(flipped, t[r].to_numpy())
+                ys.append(y)
+                c = threshold_curve(flipped, t[r].to_numpy())
+                fs.append(c["found"])
+                ps.append(c["fpr"])
+            cols[r] = np.mean(ys, axis=0)
+            tcols[f"{r}_found"], tcols[f"{r}_fpr"] = np.mean(fs, axis=0), np.mean(ps, axis=0)
+        insp[s] = pd.DataFrame({"inspected": grid, **cols}).round(5)
+        thr[s] = pd.DataFrame(tcols).round(5)
+    return insp, thr
+
+
+def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, development_seeds: list[int], record_dir=None) -> tuple[dict, dict, dict]:
+    records, tables = load_cells(cell_dir, settings, seeds, record_dir)
+    rankings = ranking_names(tables)
+    rec = det["recommended"]
+    if rec not in rankings:
+        raise ValueError(f"detect.recommended = {rec!r} is not a column of the detection cells ({', '.join(rankings)}); add it to detect.rankings or detect.combinations")
+    table = sweep_table(records, settings, seeds, rankings)
+    summary = {
+        "settings": {s: {**det["settings"][s], "kind": noise_kind(det["settings"][s])} for s in settings},
+        "seeds": list(seeds),
+        "development_seeds": [s for s in seeds if s in development_seeds],
+        "held_out_seeds": [s for s in seeds if s not in development_seeds],
+        "rankings": rankings,
+        "n_flipped": {s: [records[(s, seed)]["n_flipped"] for seed in seeds] for s in settings},
+        "baseline_test_accuracy": {s: float(np.mean([records[(s, seed)]["baseline"]["test_accuracy"] for seed in seeds])) for s in settings},
+        "recommended": compare_to_cleanlab(records, settings, seeds, rec, development_seeds),
+        "advice": per_kind_advice(table, det["settings"], settings, rankings),
+        "cleanlab_find_label_issues": {s: {k: float(np.nanmean([records[(s, seed)]["cleanlab_find_label_issues"][k] for seed in seeds])) for k in ("n_flagged", "precision", "recall", "fpr")} for s in settings},
+        "table": table,
+    }
+    paper = [s for s in settings if det["settings"][s]["kind"] == "pairwise" and det["settings"][s].get("pairs") == [[9, 4]] and abs(det["settings"][s]["rate"] - 0.2) < 1e-9]
+    if paper:
+        s = paper[0]
+        summary["paper_setting"] = {"setting": s, "paper": PAPER, "threshold": 0.5,
+                                    "rankings": {r: {"found": table[s][r]["found_at_threshold_0.5_mean"], "fpr": table[s][r]["fpr_at_threshold_0.5_mean"]} for r in rankings}}
+    stab = det.get("stability_setting")
+    if stab in settings and len(seeds) >= 2:
+        summary["stability"] = stability(records, tables, stab, seeds, rankings)
+    insp, thr = curves(tables, settings, seeds, rankings)
+    return summary, insp, thr
+
+
+def _pm(entry: dict, metric: str) -> str:
+    return f"{entry[metric + '_mean']:.3f} ± {entry[metric + '_sd']:.3f}"
+
+
+def markdown(summary: dict, title: str = "Label-error detection sweep") -> str:
+    rk, table, settings = summary["rankings"], summary["table"], list(summary["table"])
+    rec = summary["recommended"]
+    lines = [f"# {title}", "",
+             f"Seeds {summary['seeds']} per setting (development: {summary['development_seeds']}, held out: {summary['held_out_seeds']}); "
+             "every ranking oriented so that higher = more suspicious. Mean ± sd over seeds.", ""]
+
+    def grid(metric: str, heading: str) -> None:
+        lines.extend([f"## {heading}", "", "| setting | " + " | ".join(rk) + " |", "|---|" + "---|" * len(rk)])
+        for s in settings:
+            lines.append(f"| {s} | " + " | ".join(_pm(table[s][r], metric) for r in rk) + " |")
+        lines.append("")
+
+    grid("auroc", "AUROC (flipped vs clean)")
+    grid("average_precision", "Average precision")
+    grid("found_top_5pct", "Share of flips found in the top 5 %")
+    grid("found_top_10pct", "Share of flips found in the top 10 %")
+    lines.extend([f"## Recommended ranking `{rec['ranking']}` against cleanlab (out-of-fold), per cell", "",
+                  "| cell | part | recommended AUROC | cleanlab AUROC | difference |", "|---|---|---|---|---|"])
+    for cell, v in rec["cells"].items():
+        lines.append(f"| {cell} | {'development' if v['development'] else 'held out'} | {v['auroc']:.4f} | {v['cleanlab_auroc']:.4f} | {v['diff']:+.4f} |")
+    for part in ("development", "held_out"):
+        p = rec[part]
+        lines.append(f"\n{part.replace('_', ' ')}: at least cleanlab's AUROC in {p['n_at_least_cleanlab']} of {p['n_cells']} cells"
+                     + (f"; below in {', '.join(p['below_cleanlab'])}" if p["below_cleanlab"] else ""))
+    lines.extend(["", "## Which ranking for which kind of noise", "", "| kind | settings | best ranking (worst-setting mean AUROC) | cleanlab (worst-setting mean AUROC) |", "|---|---|---|---|"])
+    for kind, a in summary["advice"].items():
+        lines.append(f"| {kind} | {', '.join(a['settings'])} | {a['best']} ({a['best_worst_auroc']:.4f}) | {a['cleanlab_worst_auroc']:.4f} |")
+    lines.extend(["", "## cleanlab `find_label_issues` (out-of-fold), mean over seeds", "", "| setting | flagged | precision | recall | false-positive rate |", "|---|---|---|---|---|"])
+    for s, v in summary["cleanlab_find_label_issues"].items():
+        lines.append(f"| {s} | {v['n_flagged']:.1f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['fpr']:.4f} |")
+    if "paper_setting" in summary:
+        p = summary["paper_setting"]
+        lines.extend(["", f"## The labeling-bias paper's threshold (0.5 on the score divided by its maximum), setting {p['setting']}", "",
+                      f"Paper: {p['paper']}. Rank-average combinations live on [1/n, 1], so their threshold values are not comparable.", "",
+                      "| ranking | share found | false-positive rate |", "|---|---|---|"])
+        for r, v in p["rankings"].items():
+            lines.append(f"| {r} | {v['found']:.3f} | {v['fpr']:.4f} |")
+    if "stability" in summary:
+        st = summary["stability"]
+        lines.extend(["", f"## Stability across baseline seeds {st['seeds']} ({st['setting']})", "",
+                      "| ranking | AUROC mean | AUROC min | AUROC max | top-5 % Jaccard mean | min |", "|---|---|---|---|---|---|"])
+        for r, v in st["rankings"].items():
+            lines.append(f"| {r} | {v['auroc_mean']:.4f} | {v['auroc_min']:.4f} | {v['auroc_max']:.4f} | {v['top5_jaccard_mean']:.3f} | {v['top5_jaccard_min']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def long_csv(summary: dict) -> pd.DataFrame:
+    rows = []
+    for s, by_r in summary["table"].items():
+        for r, entry in by_r.items():
+            for m in HEADLINE:
+                rows.append({"setting": s, "ranking": r, "metric": m, "mean": round(entry[f"{m}_mean"], 5), "sd": round(entry[f"{m}_sd"], 5), "n_seeds": len(summary["seeds"])})
+    return pd.DataFrame(rows)
+
+
+def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thresholds) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+
+    def style(r):
+        if r == "cleanlab":
+            return dict(color="black", lw=2.2, ls="--", zorder=5)
+        if r == "random":
+            return dict(color="grey", lw=1.5, ls=":", zorder=4)
+        if r == recommended:
+            return dict(color="crimson", lw=2.4, zorder=6)
+        return dict(lw=1.0, alpha=0.8)
+
+    def save(fig, path):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+
+    settings = list(insp)
+    ncol = min(3, len(settings))
+    nrow = -(-len(settings) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.0 * nrow), squeeze=False, constrained_layout=True)
+    palette = plt.get_cmap("tab20").colors
+    for ax, s in zip(axes.flat, settings):
+        df = insp[s]
+        for i, r in enumerate(df.columns[1:]):
+            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **style(r)})
+        ax.set_xlim(0, 0.5)
+        ax.set_title(s)
+        ax.set_xlabel("share inspected (most suspicious first)")
+        ax.set_ylabel("share of flips found")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(settings):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
+    save(fig, path_curves)
+
+    shown = [r for r in (recommended, "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
+    color = {r: palette[i % 20] for i, r in enumerate(insp[settings[0]].columns[1:])}
+    ncol = min(4, len(settings))
+    blocks = -(-len(settings) // ncol)
+    fig, axes = plt.subplots(2 * blocks, ncol, figsize=(4.2 * ncol, 3.4 * 2 * blocks), squeeze=False, constrained_layout=True)
+    for k, s in enumerate(settings):
+        top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
+        df = thr[s]
+        for r in dict.fromkeys(shown):
+            kw = {"color": color[r], **style(r)}
+            top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
+            bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
+        for ax in (top, bottom):
+            ax.axvline(0.5, color="k", lw=0.6)
+            ax.grid(alpha=0.3)
+        top.set_title(s)
+        top.set_ylabel("share of flips above")
+        bottom.set_yscale("log")
+        bottom.set_ylim(8e-5, 1.2)
+        bottom.set_ylabel("false-positive rate (floor 1e-4)")
+        bottom.set_xlabel("threshold on score / max(score)")
+    for k in range(len(settings), blocks * ncol):
+        axes[2 * (k // ncol), k % ncol].axis("off")
+        axes[2 * (k // ncol) + 1, k % ncol].axis("off")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Threshold curves as in the labeling-bias paper (mean over seeds; all rankings in the CSV)")
+    save(fig, path_thresholds)
+
+
+def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds) -> dict:
+    """Everything :func:`summarise` computes, written under ``out_dir`` (the sweep script)."""
+    from ..io import write_json, write_text
+
+    out_dir = Path(out_dir)
+    summary, insp, thr = summarise(cell_dir, settings, seeds, det, development_seeds)
+    write_json(out_dir / "summary.json", summary)
+    write_text(out_dir / "summary.md", markdown(summary))
+    write_text(out_dir / "summary.csv", long_csv(summary).to_csv(index=False))
+    for s in settings:
+        write_text(out_dir / f"curves-{s}.csv", insp[s].to_csv(index=False))
+        write_text(out_dir / f"thresholds-{s}.csv", thr[s].to_csv(index=False))
+    plot_curves(insp, thr, det["recommended"], out_dir / "curves.png", out_dir / "thresholds.png")
+    return summary

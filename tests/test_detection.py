@@ -1,0 +1,234 @@
+"""The detection sweep: cleanlab out-of-fold usage, metrics and threshold curves on hand
+cases, the summary, and one tiny cell end to end."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sampleval.config import ParamsError, check_consistency, validate
+from sampleval.detection import NoiseSetting, run_cell
+from sampleval.detection.metrics import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
+from sampleval.detection.oof import cleanlab_scores, fold_assignment, out_of_fold_probs
+from sampleval.detection.rankings import orient, rank_average
+from sampleval.detection.summary import compare_to_cleanlab, markdown, per_kind_advice, stability, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+# --- cleanlab out of fold -------------------------------------------------------------
+
+def test_out_of_fold_probs_come_from_models_that_never_saw_the_sample():
+    labels = np.repeat(np.arange(3), 20)
+    seen: dict[int, set] = {}
+
+    def fit_predict(train_idx, held_out, k):
+        seen[k] = set(train_idx.tolist())
+        p = np.zeros((len(held_out), 3))
+        p[:, k % 3] = 1.0  # marks which fold's model predicted the row
+        return p
+
+    probs, fold = out_of_fold_probs(labels, 3, fit_predict, folds=4, seed=3)
+    assert set(seen) == {0, 1, 2, 3}
+    for i in range(len(labels)):
+        assert i not in seen[fold[i]]  # the model that predicted sample i never trained on it
+        assert probs[i, fold[i] % 3] == 1.0
+    for k in range(4):  # the other folds are exactly what model k trained on
+        assert seen[k] == set(np.flatnonzero(fold != k).tolist())
+        assert np.bincount(labels[fold == k], minlength=3).tolist() == [5, 5, 5]  # stratified
+    assert np.array_equal(fold, fold_assignment(labels, 4, 3))  # seeded
+    assert not np.array_equal(fold, fold_assignment(labels, 4, 4))
+
+
+def test_fold_assignment_rejects_too_few_samples_per_class():
+    with pytest.raises(ValueError, match="cleanlab_folds"):
+        fold_assignment(np.array([0, 0, 0, 1, 1]), 3, 0)
+
+
+def test_cleanlab_scores_are_cleanlabs_functions():
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    probs = rng.dirichlet(np.ones(3) * 0.5, size=90)
+    probs[np.arange(90), labels] += 2.0
+    probs[:6] = probs[:6][:, ::-1]  # a few confidently "wrong" rows
+    probs /= probs.sum(1, keepdims=True)
+    out = cleanlab_scores(labels, probs)
+    np.testing.assert_array_equal(out["quality"], get_label_quality_scores(labels, probs))
+    np.testing.assert_array_equal(out["issue"], find_label_issues(labels, probs))
+    np.testing.assert_allclose(out["quality"], probs[np.arange(90), labels])  # self_confidence: p(given label)
+    assert out["issue"].any()
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+def test_threshold_curve_hand_case():
+    flipped = np.array([True, False, False, True])
+    s = np.array([2.0, 1.0, -1.0, 0.5])  # normalised: 1, 0.5, -0.5, 0.25
+    np.testing.assert_allclose(normalise(s), [1, 0.5, -0.5, 0.25])
+    c = threshold_curve(flipped, s, np.array([0.0, 0.2, 0.5, 1.0]))
+    np.testing.assert_allclose(c["found"], [1.0, 1.0, 0.5, 0.0])  # "exceeding": strictly above
+    np.testing.assert_allclose(c["fpr"], [0.5, 0.5, 0.0, 0.0])
+    # no positive score: scaled by the largest magnitude, nothing exceeds 0
+    np.testing.assert_allclose(normalise(np.array([-2.0, -1.0])), [-1.0, -0.5])
+    assert threshold_curve(flipped[:2], np.array([-2.0, -1.0]), np.array([0.0]))["found"][0] == 0
+
+
+def test_detection_metrics_hand_case():
+    flipped = np.zeros(20, bool)
+    flipped[[0, 1, 5]] = True
+    s = -np.arange(20.0)  # sample 0 most suspicious, then 1, 2, ...
+    m = detection_metrics(flipped, s)
+    # negatives ranked above flip 5: samples 2, 3, 4 (3 of 17) -> AUROC = 1 - 3/(3*17)
+    assert m["auroc"] == pytest.approx(1 - 3 / 51)
+    assert m["average_precision"] == pytest.approx((1 + 1 + 3 / 6) / 3)
+    assert m["found_top_5pct"] == pytest.approx(1 / 3)  # top 1 sample
+    assert m["found_top_10pct"] == pytest.approx(2 / 3)
+    assert m["found_top_20pct"] == pytest.approx(2 / 3)  # top 4: 0, 1, 2, 3
+    assert m["found_top_1pct"] == 0  # round(0.2) = 0 samples inspected
+    assert detection_metrics(np.zeros(5, bool), np.arange(5.0)) == {}
+    grid, found = inspection_curve(flipped, s, n_points=21)
+    assert found[0] == 0 and found[-1] == 1 and found[1] == pytest.approx(1 / 3)
+
+
+def test_flag_metrics_and_jaccard():
+    f = flag_metrics(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
+    assert f == {"n_flagged": 2, "precision": 0.5, "recall": 0.5, "fpr": 0.5}
+    ids = np.array([f"s{i}" for i in range(20)])
+    # top 10 % = 2 ids each; one shared -> 1/3; only common ids count
+    assert jaccard_top(ids, -np.arange(20.0), ids, np.r_[[0.0, 5.0, 9.0], np.zeros(17)], 0.1) == pytest.approx(1 / 3)
+
+
+def test_orientation_and_rank_average():
+    assert orient("tracin", np.array([1.0, -2.0])).tolist() == [-1.0, 2.0]
+    assert orient("tracin_last_layer_self_influence", np.array([3.0])).tolist() == [3.0]
+    cols = {"a": np.array([3.0, 1.0, 2.0]), "b": np.array([1.0, 2.0, 3.0])}
+    np.testing.assert_allclose(rank_average(cols, ["a", "b"]), [(1 + 1 / 3) / 2, (1 / 3 + 2 / 3) / 2, (2 / 3 + 1) / 2])
+    with pytest.raises(ValueError, match="detect.rankings"):
+        rank_average(cols, ["a", "c"])
+
+
+# --- params ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda d: d["settings"].update(bad={"kind": "uniform", "rate": 1.5}), "detect.settings"),
+        (lambda d: d["settings"].update(bad={"kind": "pairwise", "rate": 0.2}), "detect.settings"),
+        (lambda d: d.update(rankings=["tracin", "cleanlab"]), "detect.rankings"),
+        (lambda d: d.update(seeds=[0, 1]), "detect.seeds"),
+    ],
+)
+def test_bad_detect_params_fail_naming_the_key(edit, key):
+    params = _params()
+    edit(params["detect"])
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        validate(params)
+
+
+def test_detect_cross_key_rules():
+    params = _params()
+    params["detect"]["run"] = ["nope"]
+    with pytest.raises(ParamsError, match="detect.run"):
+        check_consistency(params)
+    params = _params()
+    params["detect"]["recommended"] = "mix"
+    with pytest.raises(ParamsError, match="detect.recommended"):
+        check_consistency(params)
+    params["detect"]["combinations"] = {"mix": ["loss", "self_influence"]}  # self_influence not computed by default
+    with pytest.raises(ParamsError, match="detect.combinations.mix"):
+        check_consistency(params)
+
+
+# --- summary on synthetic cells ----------------------------------------------------------
+
+def _fake_cells(tmp_path, settings, seeds):
+    rng = np.random.default_rng(0)
+    for s in settings:
+        for seed in seeds:
+            n = 100
+            flipped = np.zeros(n, bool)
+            flipped[rng.choice(n, 10, replace=False)] = True
+            good = flipped + rng.normal(0, 0.3 if s == "u" else 0.8, n)
+            t = pd.DataFrame({"sample_id": [f"d{i}" for i in range(n)], "label": 0, "clean_label": 0, "flipped": flipped,
+                              "loss": good, "cleanlab": flipped + rng.normal(0, 0.5, n), "random": rng.random(n)})
+            t.to_parquet(tmp_path / f"{s}-s{seed}.parquet")
+            rec = {"n_flipped": 10, "baseline": {"test_accuracy": 0.9},
+                   "cleanlab_find_label_issues": flag_metrics(flipped, t["cleanlab"].to_numpy() > 0.5),
+                   "rankings": {c: detection_metrics(flipped, t[c].to_numpy()) for c in ("loss", "cleanlab", "random")}}
+            (tmp_path / f"{s}-s{seed}.json").write_text(json.dumps(rec))
+
+
+def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
+    settings, seeds = ["u", "p"], [0, 1, 2]
+    _fake_cells(tmp_path, settings, seeds)
+    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
+           "recommended": "loss", "stability_setting": "p"}
+    summary, insp, thr = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
+    rec = summary["recommended"]
+    assert rec["development"]["n_cells"] == 2 and rec["held_out"]["n_cells"] == 4
+    below = [c for c, v in rec["cells"].items() if v["auroc"] < v["cleanlab_auroc"]]
+    assert sorted(rec["development"]["below_cleanlab"] + rec["held_out"]["below_cleanlab"]) == sorted(below)
+    assert summary["paper_setting"]["setting"] == "p"
+    st = summary["stability"]["rankings"]
+    assert st["loss"]["auroc_min"] <= st["loss"]["auroc_mean"] <= st["loss"]["auroc_max"]
+    assert 0 <= st["random"]["top5_jaccard_mean"] <= 1
+    assert set(summary["advice"]) == {"uniform", "systematic (one class pair)"}
+    assert list(insp["u"].columns) == ["inspected", "loss", "cleanlab", "random"]
+    assert {"threshold", "loss_found", "loss_fpr"} <= set(thr["p"].columns)
+    assert "| u |" in markdown(summary)
+    with pytest.raises(FileNotFoundError, match="dvc repro detect"):
+        summarise(tmp_path, settings, [0, 1, 2, 3], det, [0])
+
+
+# --- one tiny cell end to end --------------------------------------------------------------
+
+def test_tiny_cell_end_to_end():
+    params = _params()
+    params["data"]["limit"] = 300
+    params["train"]["epochs"] = 2
+    setting = NoiseSetting.from_params("p", {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]]})
+    table, record = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
+    assert list(table.columns[:4]) == ["sample_id", "label", "clean_label", "flipped"]
+    rankings = ["loss", "tracin_last_layer", "tracin_last_layer_self_influence", "cleanlab_logreg", "cleanlab", "random", "mix"]
+    assert list(table.columns[4:]) == rankings
+    assert all(table[c].dtype == np.float64 for c in rankings)
+    assert table["flipped"].sum() == record["n_flipped"] > 0
+    assert ((table["label"] != table["clean_label"]) == table["flipped"]).all()
+    assert set(table.loc[table["flipped"], "label"]) == {4}
+    assert (table["loss"] > 0).all()  # oriented: the training loss itself
+    assert table["cleanlab"].between(0, 1).all()
+    assert set(record["rankings"]) == set(rankings)
+    assert 0 <= record["rankings"]["cleanlab"]["auroc"] <= 1
+    table2, record2 = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
+    pd.testing.assert_frame_equal(table, table2)  # same params, same numbers
+
+
+def test_registry_style_recommended_estimator_matches_the_cell(tmp_path):
+    """estimate_loss_cleanlab (for the influence registry) gives the cell's loss_cleanlab column."""
+    from sampleval.detection.cell import digits_data, influence_context
+    from sampleval.detection.estimators import estimate_loss_cleanlab
+    from sampleval.experiment import train_and_evaluate
+    from sampleval.training import TrainConfig
+
+    params = _params()
+    params["data"]["limit"] = 250
+    params["train"]["epochs"] = 2
+    setting = NoiseSetting.from_params("u", {"kind": "uniform", "rate": 0.1})
+    table, _ = run_cell(params, setting, 2, ["loss"], {"loss_cleanlab": ["loss", "cleanlab"]}, folds=2)
+    cfg = TrainConfig.from_params(params)
+    prepared = digits_data(params["data"], setting, params["seed"], 2, tmp_path)
+    result, _ = train_and_evaluate(prepared, cfg, 2, ckpt_dir=tmp_path / "ckpt")
+    ctx = influence_context(prepared, result, cfg, params["influence"], 2)
+    ctx.extra.update(train_config=cfg, cleanlab_folds=2)
+    out = estimate_loss_cleanlab(ctx)
+    np.testing.assert_allclose(orient("loss_cleanlab", out["loss_cleanlab"]), table["loss_cleanlab"].to_numpy())
+    np.testing.assert_allclose(1 - out["cleanlab_oof_quality"], table["cleanlab"].to_numpy())
