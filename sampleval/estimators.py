@@ -203,6 +203,14 @@ def column_kind(column: str) -> str:
     return SIGNED
 
 
+def suspicion(column: str, values):
+    """An estimator column as a suspicion score (higher = more likely harmful or mislabelled):
+    minus a signed score (harmful influence, high loss first), a magnitude as it is (high
+    self-influence = unusual first). The one place that orients rankings (subsets, refine,
+    detection); ``values`` is a number or an array."""
+    return values if column_kind(column) == MAGNITUDE else -values
+
+
 def signed_estimators(methods: list[str]) -> list[str]:
     """The estimators among ``methods`` whose score predicts a loss change (not magnitudes)."""
     return [m for m in methods if kind_of(m) == SIGNED]

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from .data.prepared import Prepared, Split
-from .estimators import MAGNITUDE, column_kind
+from .estimators import MAGNITUDE, column_kind, suspicion
 from .evaluation import evaluate
 from .experiment import subset_split
 from .io import torch_save
@@ -77,7 +77,7 @@ def dataset_contribution_score(scores: np.ndarray) -> float:
 def harmfulness(name: str, values: np.ndarray) -> np.ndarray:
     """Per-sample harm (higher = remove first) from an estimator's main column."""
     values = np.asarray(values, dtype=np.float64)
-    return values if column_kind(name) == MAGNITUDE else -values
+    return suspicion(name, values)
 
 
 def split_validation(val: Split, heldout_fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .estimators import MAGNITUDE, column_kind
+from .estimators import suspicion
 
 STRATEGIES = ("remove-harmful", "remove-helpful", "select-helpful")
 CONTROLS = ("remove-random", "select-random")
@@ -44,7 +44,7 @@ RANDOM = "random"  # the ranking name of control cells
 def helpfulness(ranking: str, values: np.ndarray) -> np.ndarray:
     """Orient a ranking's scores: higher = more helpful, lower = more harmful/suspicious."""
     values = np.asarray(values, dtype=float)
-    return -values if column_kind(ranking) == MAGNITUDE else values
+    return -suspicion(ranking, values)
 
 
 def parse_strategy(strategy: str) -> tuple[str, str]:

@@ -90,7 +90,7 @@ def influence_context(prepared, result, cfg, influence: dict, seed: int):
     import torch
 
     from ..influence import InfluenceContext
-    from ..influence.tracin import Samples, load_checkpoints
+    from ..influence.core import Samples, load_checkpoints
     from ..models import build_model
 
     tr, va = prepared.split("train"), prepared.split("val")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from ..estimators import suspicion
+
 
 def orient(column: str, values: np.ndarray) -> np.ndarray:
     """The suspicion score of an estimator column (see the module docstring)."""
-    values = np.asarray(values, dtype=np.float64)
-    return values if column.endswith("self_influence") else -values
+    return suspicion(column, np.asarray(values, dtype=np.float64))
 
 
 def random_ranking(n: int, seed: int) -> np.ndarray:
