@@ -174,8 +174,19 @@ SCHEMA: dict[str, Any] = {
         "n_bootstrap": integer(100, 1000000),
     },
     "fidelity": {
-        "n_points": integer(2, 10000),
+        "n_points": integer(3, 10000),
+        "seeds": seed_list(1),
         "n_subsets": integer(3, 10000),
+        "subset_seeds": seed_list(1),
+        "subset_fraction": FRACTION,
+        "epoch": Spec(lambda x: x == "selected" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1),
+                      "selected (the baseline's best epoch) or an epoch number >= 1"),
+        "n_bootstrap": integer(200, 100000),
+        "tracin_checkpoints": Spec(
+            lambda x: isinstance(x, list) and len(set(x)) == len(x)
+            and all(isinstance(v, str) and (v in ("all", "up_to_selected") or (v.startswith("burn_in_") and v[8:].isdigit() and int(v[8:]) >= 1)) for v in x),
+            "a list of distinct TracIn checkpoint variants: all, up_to_selected, burn_in_K (K >= 1); [] for none",
+        ),
     },
 }
 

@@ -55,22 +55,9 @@ def render_report(train: dict, influence: dict, stats: dict, params: dict, fidel
                 )
         lines.append("")
     if fidelity:
-        lines += [
-            "## Fidelity: predicted influence against actual retraining",
-            "",
-            f"Leave-one-out retraining of {fidelity['n_points']} fixed random training points (same recipe and seed) and "
-            f"the linear datamodeling score (LDS) over {fidelity['n_subsets']} random 50 % subsets.",
-            "",
-            "| estimator | leave-one-out Pearson | leave-one-out Spearman | LDS |",
-            "|---|---|---|---|",
-        ]
-        for name, c in fidelity["network"].items():
-            lines.append(f"| {name} | {_fmt(c['loo_pearson'], 3)} | {_fmt(c['loo_spearman'], 3)} | {_fmt(c['lds'], 3)} |")
-        if "convex_if" in fidelity:
-            c = fidelity["convex_if"]
-            lines += ["", f"Convex control (multinomial logistic regression, exact influence function): leave-one-out Pearson "
-                      f"{_fmt(c['loo_pearson'], 3)}, Spearman {_fmt(c['loo_spearman'], 3)}."]
-        lines.append("")
+        from .fidelity_report import render_table
+
+        lines += ["## Fidelity: predicted influence against actual retraining", "", render_table(fidelity)]
     lines += [
         f"## Retraining on subsets: test {metric.split('.')[-1]} against the random control",
         "",
