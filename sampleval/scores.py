@@ -20,7 +20,7 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
 from .data.prepared import DataError, Prepared
-from .stats import s_shapedness
+from .shapes import s_shapedness
 
 BASE_COLUMNS = ["sample_id", "split", "label", "clean_label", "flipped"]
 

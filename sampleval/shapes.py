@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from torch import nn
 
-from .influence.tracin import Checkpoint, directional_derivatives, summed_gradient
+if TYPE_CHECKING:  # torch is imported where it is used: the aggregate index (scores stage) needs numpy only
+    from torch import nn
+
+    from .influence.tracin import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +72,18 @@ def flipped_distance_from_centre(scores: np.ndarray, flipped: np.ndarray) -> flo
     return float(np.mean(np.abs(rank[flipped] - centre) / centre)) if centre > 0 else math.nan
 
 
-@torch.no_grad()
-def misclassified(model: nn.Module, x_val, y_val: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def misclassified(model: "nn.Module", x_val, y_val: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Indices of the validation samples the model gets wrong (multi-class: argmax != label)."""
-    from .training import predict_logits
+    from .training import predict_logits  # no-grad inside
 
     logits = predict_logits(model, x_val, batch_size=batch_size)
     return np.flatnonzero(logits.argmax(1) != np.asarray(y_val))
 
 
 def per_sample_tracin(
-    model: nn.Module,
+    model: "nn.Module",
     loss_fn: Callable,
-    checkpoints: Sequence[Checkpoint],
+    checkpoints: Sequence["Checkpoint"],
     train: tuple,
     val: tuple,
     val_indices: Sequence[int],
@@ -99,6 +99,8 @@ def per_sample_tracin(
     (about two forward passes per sample with ``central``) per checkpoint and per validation
     sample, so use it for the few misclassified samples. ``train`` and ``val`` are
     ``(x, y)`` pairs, ``x`` uint8 images or model-ready tensors, ``y`` target tensors."""
+    from .influence.tracin import directional_derivatives, summed_gradient
+
     xt, yt = train
     xv, yv = val
     val_indices = [int(j) for j in val_indices]
