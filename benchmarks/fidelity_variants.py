@@ -72,9 +72,9 @@ def run_setting(base: dict, noise: dict, seed: int, fcfg: fid.FidelityConfig, wo
 
 
 def table(results: dict, variants) -> str:
-    def cell(values):
+    def cell(values, d=2):
         v = np.asarray(values, float)
-        return f"{v.mean():.2f} ({v.min():.2f} to {v.max():.2f})" if len(v) > 1 else f"{v[0]:.2f}"
+        return f"{v.mean():.{d}f} ({v.min():.{d}f} to {v.max():.{d}f})" if len(v) > 1 else f"{v[0]:.{d}f}"
 
     groups = {"pairwise 9->4 40 %, seeds 0-2": [k for k in results if k.startswith("pairwise")],
               "uniform 10 %, seed 0": [k for k in results if k.startswith("uniform")]}
@@ -86,7 +86,16 @@ def table(results: dict, variants) -> str:
             es = [results[k]["fidelity"]["tracin_checkpoints"][v] for k in keys]
             sep = [f"{int(e.get('loo_spearman_vs_best_hi', 0) < 0)}/{int(e.get('lds_vs_best_hi', 0) < 0)}" for e in es]
             lines.append(f"| {g} | {v} | {cell([e['loo_spearman'] for e in es])} | {cell([e['loo_pearson'] for e in es])} | "
-                         f"{cell([e['lds'] for e in es])} | {cell([results[k]['detect_auroc'][v] for k in keys])} | {' '.join(sep)} |")
+                         f"{cell([e['lds'] for e in es])} | {cell([results[k]['detect_auroc'][v] for k in keys], 3)} | {' '.join(sep)} |")
+    return "\n".join(lines)
+
+
+def epoch_table(results: dict) -> str:
+    """Detection AUROC of every single checkpoint's column, per setting."""
+    epochs = sorted({c for r in results.values() for c in r["detect_auroc_per_epoch"]})
+    lines = ["| setting | best epoch | " + " | ".join(e[-3:] for e in epochs) + " |", "|---|---|" + "---|" * len(epochs)]
+    for k, r in results.items():
+        lines.append(f"| {k} | {r['best_epoch']} | " + " | ".join(f"{r['detect_auroc_per_epoch'].get(e, float('nan')):.3f}" for e in epochs) + " |")
     return "\n".join(lines)
 
 
@@ -97,7 +106,15 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
     ap.add_argument("--n-points", type=int, help="default: fidelity.n_points of params.yaml")
     ap.add_argument("--n-subsets", type=int, help="default: fidelity.n_subsets of params.yaml")
+    ap.add_argument("--table-from", nargs="*", help="print the tables of earlier --out files (runs split over processes) and stop")
     args = ap.parse_args()
+    if args.table_from:
+        merged = {}
+        for path in args.table_from:
+            merged.update(json.loads(Path(path).read_text()))
+        variants = [v for v in next(iter(merged.values()))["fidelity"]["tracin_checkpoints"] if v != "selected_epoch"]
+        print(table(merged, variants) + "\n\n" + epoch_table(merged))
+        return
     torch.set_num_threads(1)
     base = yaml.safe_load(Path(args.params).read_text())
     f = dict(base["fidelity"])
@@ -112,7 +129,7 @@ def main() -> None:
         print(f"{name}: best epoch {r['best_epoch']}, baseline {r['baseline_s']} s, fidelity {r['fidelity_s']} s, detection {r['detect_auroc']}", flush=True)
         Path(args.out).write_text(json.dumps(results, indent=1, default=float))
     print(f"\nfidelity: {fcfg}\n")
-    print(table(results, fcfg.tracin_checkpoints))
+    print(table(results, fcfg.tracin_checkpoints) + "\n\n" + epoch_table(results))
 
 
 if __name__ == "__main__":
