@@ -6,6 +6,11 @@ from __future__ import annotations
 import math
 
 
+def _finite(x) -> bool:
+    """A real, finite number (metrics JSON writes NaN as null)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _f(x, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
@@ -30,7 +35,7 @@ def render_table(fid: dict) -> str:
     ]
     for part, what in (("loo", "leave-one-out effects of the points"), ("lds", "losses of the subsets")):
         noise = fid.get("noise", {}).get(part, {})
-        if math.isfinite(noise.get("seed_agreement", math.nan)):
+        if _finite(noise.get("seed_agreement")):
             lines += [
                 f"Training noise ({'leave-one-out' if part == 'loo' else 'LDS'}): the {what} under two retraining seeds correlate at "
                 f"Pearson {_f(noise['seed_agreement'])}, Spearman {_f(noise.get('seed_agreement_spearman'))} (1 = one seed reproduces "

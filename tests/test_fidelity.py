@@ -278,7 +278,7 @@ def test_seed_noise_recovers_the_reliability_of_a_known_mixture():
     assert np.isnan(seed_noise(np.ones((10, 1)))["reliability"])
 
 
-def test_evaluate_and_render_table_with_a_known_trainer():
+def test_evaluate_and_render_table_with_a_known_trainer(tmp_path):
     """The whole fidelity evaluation on the additive fake: a perfect estimator gets LOO and LDS
     1 with CIs at 1, the TracIn variants come from the per-checkpoint columns, and the
     markdown table shows every CI."""
@@ -302,4 +302,10 @@ def test_evaluate_and_render_table_with_a_known_trainer():
     assert out["noise"]["loo"]["seed_agreement"] == pytest.approx(1)
     assert set(table["estimator"]) == {"tracin", "loss"} and len(table) == 20
     md = render_table(out)
+    import json
+
+    from sampleval.io import write_json
+
+    write_json(tmp_path / "fidelity.json", out)  # NaN (one subset seed: no LDS noise estimate) becomes null
+    assert render_table(json.loads((tmp_path / "fidelity.json").read_text())) == md
     assert "| tracin | 1.00 [1.00, 1.00] |" in md and "tracin, checkpoints up_to_selected" in md and "minus best" in md
