@@ -218,7 +218,18 @@ SCHEMA: dict[str, Any] = {
     },
     "fidelity": {
         "n_points": integer(3, 10000, why=" (correlations need at least 3 points)"),
+        "seeds": seed_list(1),
         "n_subsets": integer(3, 10000),
+        "subset_seeds": seed_list(1),
+        "subset_fraction": FRACTION,
+        "epoch": Spec(lambda x: x == "selected" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1),
+                      "selected (the baseline's best epoch) or an epoch number >= 1"),
+        "n_bootstrap": integer(200, 100000),
+        "tracin_checkpoints": Spec(
+            lambda x: isinstance(x, list) and len(set(x)) == len(x)
+            and all(isinstance(v, str) and (v in ("all", "up_to_selected") or (v.startswith("burn_in_") and v[8:].isdigit() and int(v[8:]) >= 1)) for v in x),
+            "a list of distinct TracIn checkpoint variants: all, up_to_selected, burn_in_K (K >= 1); [] for none",
+        ),
     },
     "checks": {
         "allow_chance_level": BOOL,

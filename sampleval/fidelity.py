@@ -1,32 +1,43 @@
-"""Ground truth for influence estimators: retraining without samples.
+"""Ground truth for influence estimators: retraining without samples, with error bars.
+
+The target is fixed. Every retraining runs the baseline's recipe (same
+:class:`~sampleval.training.TrainConfig`, so the same cosine schedule over
+``train.epochs``) and is scored at one fixed epoch, by default the epoch the baseline
+selected on validation (:attr:`Retraining.epoch`). There is no reselection of the best
+epoch per retraining: with reselection, "actual" jumped between epochs (issue 16: in 2
+of 12 reruns the chosen epoch moved from 6 to 9), and the jump, not the left-out
+sample, made the difference. Training stops at that epoch (the later epochs cannot
+change it), so a retraining costs e*/epochs of a full run.
 
 - :func:`leave_one_out`: retrain without each of a fixed random sample of training
-  points (same seeds, same recipe) and measure the actual change in the summed
-  validation loss. ``loss_increase = val_loss_without - val_loss_full`` has the sign of
-  our influence scores: removing a helpful sample (positive score) raises the loss.
-- :func:`random_subsets` + :func:`subset_val_losses` + :func:`linear_datamodeling_score`:
-  the linear datamodeling score (Park et al., TRAK, 2023) over random 50 % subsets: the
-  Spearman correlation, across subsets S, between the predicted group effect
-  ``sum_{i in S} score_i`` and minus the summed validation loss of the model retrained
-  on S. Our scores are aggregate over the validation set, so the target is the summed
-  validation loss rather than TRAK's per-test-sample losses.
-- :func:`correlations`: Pearson and Spearman (scipy) with their p-values.
+  points, once per seed, paired by seed: for seed s,
+  ``loss_increase_i,s = loss(without i, s) - loss(full, s)`` (summed validation loss),
+  then averaged over seeds. The left-out sample keeps its place in every minibatch at
+  weight 0, so the two runs of a pair see the same initialisation and batches. The
+  spread over seeds (:func:`seed_noise`) is the training noise, estimated rather than
+  hidden.
+- :func:`random_subsets` + :func:`subset_val_losses`: the linear datamodeling score
+  (Park et al., TRAK, 2023) over random subsets: the Spearman correlation, across
+  subsets S, between the predicted group effect ``sum_{i in S} score_i`` and minus the
+  summed validation loss of the model retrained on S (our scores are aggregate over
+  the validation set, so the target is the summed validation loss).
+- :func:`correlation_table`: Pearson and Spearman of every estimator against one
+  target with percentile bootstrap 95 % CIs, resampling points (leave-one-out) or
+  subsets (LDS) with one seeded set of resamples shared by all estimators, so that
+  differences between estimators are paired (``*_vs_best`` CIs).
 - :func:`convex_leave_one_out`: the noise-free reference: on L2-regularised multinomial
   logistic regression (strongly convex, fit to convergence) ``if_cg`` must predict exact
-  leave-one-out retraining; a check of the influence machinery itself.
-
-Every retraining uses :func:`sampleval.training.train` with the given
-:class:`~sampleval.training.TrainConfig`, scores the model selected on validation (as
-the pipeline does) and sums the training loss over the validation set. Note that with
-minibatch SGD, removing one sample reshuffles every later batch, so leave-one-out
-differences of a network carry training noise of the same order as the effect;
-averaging over several ``seeds`` reduces it.
+  leave-one-out retraining; its correlations go through the same :func:`correlation_table`.
+- :func:`evaluate`: everything above for a scores table, the metrics dict of
+  ``metrics/fidelity.json`` and the per-point table of ``plots/fidelity.csv``;
+  :func:`render_table`: the report's markdown table from that dict.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +46,9 @@ from torch import nn
 
 from .influence import InfluenceContext, run_estimator
 from .losses import TrainingLoss
-from .training import TrainConfig, make_loss, predict_logits, target_tensor, to_float, train
+from .training import TrainConfig, make_loss, target_tensor, to_float, train
+from .fidelity_report import render_table  # noqa: F401  (re-exported: the report's table of this module's metrics)
+from .tracin_variants import check_variant, epoch_columns, variant_scores
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +60,25 @@ def sample_points(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
-def summed_val_loss(result, x_val: np.ndarray, y_val: np.ndarray, task: str, loss_fn: Callable | None = None) -> float:
-    """Summed loss (``loss_fn``, default the run's own training loss) of a
-    :class:`~sampleval.training.TrainResult`'s selected model on validation."""
-    loss_fn = loss_fn or result.loss_fn
-    logits = torch.from_numpy(predict_logits(result.model, x_val)).double()
-    return float(loss_fn(logits, target_tensor(y_val, task), reduction="sum"))
+class _Reached(Exception):
+    """Raised from the per-epoch hook once the scored epoch is done: carries its loss."""
+
+    def __init__(self, loss: float):
+        super().__init__(loss)
+        self.loss = loss
 
 
 @dataclass(frozen=True)
 class Retraining:
-    """The fixed part of every ground-truth retraining: the data, the recipe and the
-    yardstick. Retrainings differ only by which training samples they see and the seed.
+    """The fixed part of every ground-truth retraining: the data, the recipe, the scored
+    epoch and the yardstick. Retrainings differ only by which training samples they see
+    and the seed.
 
-    ``trainer`` has :func:`~sampleval.training.train`'s signature (tests pass fakes);
+    ``epoch``: the epoch whose model is scored (the baseline's selected epoch); ``None``
+    = the last epoch, ``cfg.epochs``. Never reselected per retraining.
+    ``trainer`` has :func:`~sampleval.training.train`'s signature (tests pass fakes); it is
+    called with ``val_metrics=hook``, which it must call once per epoch with that epoch's
+    validation logits (the hook stops training at ``epoch``).
     ``loss_fn`` measures the summed validation loss, by default the training loss built on
     the full training set: one fixed yardstick for every retraining (a multi-label
     ``pos_weight`` would otherwise shift with each subset)."""
@@ -72,57 +90,135 @@ class Retraining:
     task: str
     n_outputs: int
     cfg: TrainConfig
+    epoch: int | None = None
     trainer: Callable = train
     loss_fn: Callable | None = None
+    runs: list = field(default_factory=list, compare=False, repr=False)  # (n_kept, seed) of every retraining, for accounting
+
+    def __post_init__(self):
+        if self.epoch is not None and not 1 <= int(self.epoch) <= self.cfg.epochs:
+            raise ValueError(f"fidelity epoch {self.epoch} is outside 1..train.epochs = {self.cfg.epochs}")
 
     @property
     def n_train(self) -> int:
         return len(self.x_train)
 
-    def val_loss(self, mask: np.ndarray, seeds: Sequence[int], keep_order: bool = False) -> float:
-        """Mean over ``seeds`` of the summed validation loss after training on ``mask``. With
-        ``keep_order`` the excluded samples keep their places in every minibatch at weight 0."""
-        measure = self.loss_fn if self.loss_fn is not None else make_loss(self.task, self.cfg, self.y_train)
-        losses = []
-        for s in seeds:
+    @property
+    def scored_epoch(self) -> int:
+        return int(self.epoch) if self.epoch is not None else int(self.cfg.epochs)
+
+    def _measure(self) -> Callable:
+        return self.loss_fn if self.loss_fn is not None else make_loss(self.task, self.cfg, self.y_train)
+
+    def val_loss_at_epoch(self, mask: np.ndarray, seed: int, keep_order: bool = False) -> float:
+        """Summed validation loss of the model trained on ``mask`` with ``seed``, at
+        :attr:`scored_epoch`. With ``keep_order`` the excluded samples keep their places in
+        every minibatch at weight 0 (same batches as the full run of that seed)."""
+        measure, yv, target = self._measure(), target_tensor(self.y_val, self.task), self.scored_epoch
+        seen = [0]
+
+        def hook(val_logits) -> dict:
+            seen[0] += 1
+            if seen[0] == target:
+                raise _Reached(float(measure(torch.as_tensor(np.asarray(val_logits)).double(), yv, reduction="sum")))
+            return {}
+
+        mask = np.asarray(mask, bool)
+        self.runs.append((int(mask.sum()), int(seed)))
+        try:
             if keep_order:
-                res = self.trainer(self.x_train, self.y_train, self.x_val, self.y_val, self.task, self.n_outputs, self.cfg,
-                                   seed=int(s), sample_weight=mask.astype(np.float32))
+                self.trainer(self.x_train, self.y_train, self.x_val, self.y_val, self.task, self.n_outputs, self.cfg,
+                             seed=int(seed), sample_weight=mask.astype(np.float32), val_metrics=hook)
             else:
-                res = self.trainer(self.x_train[mask], self.y_train[mask], self.x_val, self.y_val, self.task, self.n_outputs, self.cfg, seed=int(s))
-            losses.append(summed_val_loss(res, self.x_val, self.y_val, self.task, measure))
-        return float(np.mean(losses))
+                self.trainer(self.x_train[mask], self.y_train[mask], self.x_val, self.y_val, self.task, self.n_outputs, self.cfg,
+                             seed=int(seed), val_metrics=hook)
+        except _Reached as reached:
+            return reached.loss
+        raise RuntimeError(f"the trainer ended before epoch {target} without reporting it (it must call val_metrics once per epoch)")
+
+    def val_losses(self, mask: np.ndarray, seeds: Sequence[int], keep_order: bool = False) -> np.ndarray:
+        """:meth:`val_loss_at_epoch` for each seed, in order."""
+        return np.array([self.val_loss_at_epoch(mask, s, keep_order) for s in seeds], dtype=float)
 
 
 def _seeds(seed: int | Sequence[int]) -> list[int]:
-    return [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]
+    seeds = [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"retraining seeds must be a non-empty list of distinct integers, got {seed}")
+    return seeds
 
 
 def leave_one_out(setup: Retraining, indices: Sequence[int], seed: int | Sequence[int] = 0) -> pd.DataFrame:
-    """Retrain without each training index in ``indices``.
+    """Retrain without each training index in ``indices``, once per seed, paired by seed.
 
-    Returns one row per index: ``index``, ``val_loss_full`` (all samples), ``val_loss_without``
-    and ``loss_increase = val_loss_without - val_loss_full`` (summed validation losses,
-    averaged over the seeds when ``seed`` is a list, measured with ``setup``'s yardstick).
+    Returns one row per (index, seed): ``index``, ``seed``, ``val_loss_full`` (all samples,
+    that seed), ``val_loss_without`` and ``loss_increase = val_loss_without - val_loss_full``
+    (summed validation losses at the scored epoch, ``setup``'s yardstick). Positive = the
+    sample helped (the sign of our influence scores). :func:`average_over_seeds` gives one
+    row per index.
 
-    The left-out sample keeps its place in every minibatch with weight 0, so the retraining
-    sees the same batches in the same order and differs only by that sample's gradient.
-    (Dropping it from the array would reshuffle every later batch, and that training noise
-    is as large as the effect being measured.) ``setup.trainer`` must accept ``sample_weight``."""
+    The left-out sample keeps its place in every minibatch with weight 0, so the paired
+    runs see the same batches in the same order and differ only by that sample's
+    gradient. (Dropping it from the array would reshuffle every later batch, and that
+    training noise is as large as the effect being measured.)"""
     seeds = _seeds(seed)
     n = setup.n_train
     for i in indices:
         if not 0 <= int(i) < n:
             raise ValueError(f"leave-one-out index {i} is outside 0..{n - 1}")
-    full = setup.val_loss(np.ones(n, bool), seeds, keep_order=True)
+    full = setup.val_losses(np.ones(n, bool), seeds, keep_order=True)
     rows = []
     for i in indices:
         mask = np.ones(n, bool)
         mask[int(i)] = False
-        without = setup.val_loss(mask, seeds, keep_order=True)
-        rows.append((int(i), full, without, without - full))
-        log.info("leave-one-out %d: validation loss %.6g -> %.6g", int(i), full, without)
-    return pd.DataFrame(rows, columns=["index", "val_loss_full", "val_loss_without", "loss_increase"])
+        without = setup.val_losses(mask, seeds, keep_order=True)
+        for s, f, w in zip(seeds, full, without):
+            rows.append((int(i), s, float(f), float(w), float(w - f)))
+        log.info("leave-one-out %d: loss increase %s over seeds %s", int(i), np.round(without - full, 5).tolist(), seeds)
+    return pd.DataFrame(rows, columns=["index", "seed", "val_loss_full", "val_loss_without", "loss_increase"])
+
+
+def average_over_seeds(loo: pd.DataFrame) -> pd.DataFrame:
+    """One row per index (in first-seen order): mean ``loss_increase`` over seeds, its
+    standard deviation over seeds (``sd``, NaN for one seed) and ``n_seeds``."""
+    g = loo.groupby("index", sort=False)["loss_increase"]
+    return pd.DataFrame({"loss_increase": g.mean(), "sd": g.std(ddof=1), "n_seeds": g.size()}).reset_index()
+
+
+def seed_noise(values: np.ndarray) -> dict:
+    """Training noise of a retraining target measured with several seeds.
+
+    ``values``: (n_items, n_seeds), one column per seed (leave-one-out effects of points,
+    or losses of subsets). Returns the mean pairwise Pearson correlation between seeds
+    across items (``seed_agreement``: how well one seed reproduces another), the
+    Spearman-Brown reliability of the mean over all seeds (``reliability``: the squared
+    correlation the seed-averaged target would have with its noise-free value; an
+    estimator's correlation with the target is at most about its square root), and the
+    share of the variance across items that is noise (``noise_share``: mean squared
+    standard error of the item means / their variance), and the mean pairwise Spearman
+    between seeds (``seed_agreement_spearman``, robust to a few extreme items). NaN where
+    one seed gives nothing to compare.""" 
+    from scipy.stats import spearmanr
+
+    v = np.asarray(values, float)
+    out = {"n_seeds": int(v.shape[1]) if v.ndim == 2 else 1, "seed_agreement": math.nan, "seed_agreement_spearman": math.nan,
+           "reliability": math.nan, "noise_share": math.nan}
+    if v.ndim != 2 or v.shape[1] < 2 or v.shape[0] < 3:
+        return out
+    k = v.shape[1]
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    r = [np.corrcoef(v[:, a], v[:, b])[0, 1] for a, b in pairs]
+    r_mean = float(np.nanmean(r)) if np.isfinite(r).any() else math.nan
+    rho = [spearmanr(v[:, a], v[:, b]).statistic for a, b in pairs]
+    out["seed_agreement_spearman"] = float(np.nanmean(rho)) if np.isfinite(rho).any() else math.nan
+    means = v.mean(1)
+    se2 = v.var(1, ddof=1) / k
+    out.update(
+        seed_agreement=r_mean,
+        reliability=float(k * r_mean / (1 + (k - 1) * r_mean)) if math.isfinite(r_mean) and r_mean > -1 / (k - 1) else math.nan,
+        noise_share=float(se2.mean() / means.var(ddof=1)) if means.var(ddof=1) > 0 else math.nan,
+    )
+    return out
 
 
 def random_subsets(n: int, n_subsets: int, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -139,22 +235,36 @@ def random_subsets(n: int, n_subsets: int, fraction: float = 0.5, seed: int = 0)
     return masks
 
 
-def subset_val_losses(setup: Retraining, masks: np.ndarray, seed: int | Sequence[int] = 0) -> np.ndarray:
-    """Summed validation loss of the model retrained on each subset (one per mask row),
-    measured with ``setup``'s yardstick and averaged over the seeds."""
+def subset_val_losses(
+    setup: Retraining, masks: np.ndarray, seed: int | Sequence[int] = 0, per_seed: bool = False, keep_order: bool = True
+) -> np.ndarray:
+    """Summed validation loss at the scored epoch of the model retrained on each subset
+    (one per mask row), ``setup``'s yardstick; averaged over the seeds, or
+    (n_subsets, n_seeds) with ``per_seed``.
+
+    ``keep_order`` (default): the left-out samples keep their batch places at weight 0, so
+    every subset of one seed starts from the same initialisation and sees the same batch
+    order; the differences between subsets are then less training noise (measured on the
+    default digits run, 16 subsets x 2 seeds: seed-to-seed agreement across subsets 0.09
+    against -0.22 when the left-out samples are dropped and the batches reshuffled)."""
     seeds = _seeds(seed)
-    return np.array([setup.val_loss(m, seeds) for m in np.asarray(masks, bool)])
+    losses = np.array([setup.val_losses(m, seeds, keep_order) for m in np.asarray(masks, bool)]).reshape(len(masks), len(seeds))
+    return losses if per_seed else losses.mean(1)
 
 
 def linear_datamodeling_score(scores: np.ndarray, masks: np.ndarray, val_losses: np.ndarray) -> float:
     """Spearman correlation between ``masks @ scores`` (predicted benefit of each subset)
     and ``-val_losses`` (actual benefit). 1 = the scores rank subsets perfectly."""
+    masks, val_losses = _check_masks(scores, masks, val_losses)
+    return correlations(masks.astype(float) @ np.asarray(scores, float), -val_losses)["spearman"]
+
+
+def _check_masks(scores, masks, val_losses) -> tuple[np.ndarray, np.ndarray]:
     masks = np.asarray(masks, bool)
-    scores = np.asarray(scores, float)
     val_losses = np.asarray(val_losses, float)
     if masks.shape != (len(val_losses), len(scores)):
         raise ValueError(f"masks {masks.shape} must be (n_subsets={len(val_losses)}, n_train={len(scores)})")
-    return correlations(masks.astype(float) @ scores, -val_losses)["spearman"]
+    return masks, val_losses
 
 
 def correlations(predicted, actual) -> dict:
@@ -172,6 +282,76 @@ def correlations(predicted, actual) -> dict:
     r = stats.pearsonr(p, a)
     s = stats.spearmanr(p, a)
     out.update(pearson=float(r.statistic), pearson_p=float(r.pvalue), spearman=float(s.statistic), spearman_p=float(s.pvalue))
+    return out
+
+
+def _rowwise_pearson(p: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis (NaN where an input is constant)."""
+    p = p - p.mean(-1, keepdims=True)
+    a = a - a.mean(-1, keepdims=True)
+    den = np.sqrt((p * p).sum(-1) * (a * a).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (p * a).sum(-1) / den
+    return np.where(den > 0, r, np.nan)
+
+
+def _rowwise_spearman(p: np.ndarray, a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return _rowwise_pearson(rankdata(p, axis=-1), rankdata(a, axis=-1))
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) resampling indices with replacement, from ``seed`` (shared by estimators)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _ci(values: np.ndarray, level: float) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if len(v) < 0.5 * len(values) or len(v) == 0:  # mostly degenerate resamples
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(v, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def correlation_table(
+    predicted: Mapping[str, np.ndarray], actual: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95, prefix: str = ""
+) -> dict[str, dict]:
+    """Pearson and Spearman of each estimator's ``predicted`` against ``actual`` with
+    percentile bootstrap CIs: the items (points or subsets) are resampled with replacement,
+    ``n_boot`` times from ``seed``, with the same resamples for every estimator. For the
+    estimator with the highest point Spearman (the "best"), every other one also gets the
+    bootstrap CI of its Spearman minus the best's (``spearman_vs_best_lo/hi``): paired, so it
+    separates estimators that marginal CIs cannot.
+
+    Keys are ``{prefix}pearson``, ``{prefix}pearson_lo``, ``{prefix}pearson_hi``, the same for
+    spearman, and ``{prefix}spearman_vs_best_lo/hi``."""
+    actual = np.asarray(actual, float)
+    names = list(predicted)
+    if not names:
+        return {}
+    preds = np.stack([np.asarray(predicted[m], float) for m in names])
+    if preds.shape[1] != len(actual) or actual.ndim != 1:
+        raise ValueError(f"predicted {preds.shape[1:]} and actual {actual.shape} must be 1-D arrays of the same length")
+    idx = bootstrap_indices(len(actual), n_boot, seed)
+    a_boot = actual[idx]
+    out: dict[str, dict] = {}
+    boots = {}
+    for m, p in zip(names, preds):
+        point = correlations(p, actual)
+        bp = _rowwise_pearson(p[idx], a_boot)
+        bs = _rowwise_spearman(p[idx], a_boot)
+        boots[m] = bs
+        (plo, phi), (slo, shi) = _ci(bp, level), _ci(bs, level)
+        out[m] = {f"{prefix}pearson": point["pearson"], f"{prefix}pearson_lo": plo, f"{prefix}pearson_hi": phi,
+                  f"{prefix}spearman": point["spearman"], f"{prefix}spearman_lo": slo, f"{prefix}spearman_hi": shi}
+    finite = [m for m in names if np.isfinite(out[m][f"{prefix}spearman"])]
+    if len(finite) > 1:
+        best = max(finite, key=lambda m: out[m][f"{prefix}spearman"])
+        for m in finite:
+            lo, hi = (0.0, 0.0) if m == best else _ci(boots[m] - boots[best], level)
+            out[m][f"{prefix}spearman_vs_best_lo"], out[m][f"{prefix}spearman_vs_best_hi"] = lo, hi
     return out
 
 
@@ -271,3 +451,108 @@ def convex_leave_one_out(
         rows.append((i, float(scores[i]) / n, actual))
         log.info("convex leave-one-out %d: predicted %.4g, actual %.4g", i, rows[-1][1], actual)
     return pd.DataFrame(rows, columns=["index", "predicted", "actual"])
+
+
+# --------------------------------------------------------------------------- the whole stage
+
+MAGNITUDES = ("self_influence",)  # unsigned: not a prediction of the loss change
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """The ``fidelity`` params: how many points, subsets, seeds and resamples."""
+
+    n_points: int = 20
+    n_subsets: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2)
+    subset_seeds: tuple[int, ...] = (0,)
+    subset_fraction: float = 0.5
+    n_bootstrap: int = 2000
+    tracin_checkpoints: tuple[str, ...] = ("all", "up_to_selected", "burn_in_1", "burn_in_2")
+
+    @classmethod
+    def from_params(cls, f: dict) -> "FidelityConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items() if k in cls.__dataclass_fields__})
+
+    def __post_init__(self):
+        _seeds(self.seeds), _seeds(self.subset_seeds)
+        for v in self.tracin_checkpoints:
+            check_variant(v)
+
+
+def predictors(scores: pd.DataFrame, methods: Sequence[str], variants: Sequence[str] = (), selected_epoch: int | None = None) -> tuple[dict, dict]:
+    """``(estimators, tracin_variants)``: the signed score columns of ``methods`` (not
+    self-influence, a magnitude), and for ``tracin`` each checkpoint variant summed from the
+    ``tracin_epoch_NNN`` columns (:mod:`sampleval.tracin_variants`)."""
+    est = {m: scores[m].to_numpy(float) for m in methods if m not in MAGNITUDES}
+    var = {}
+    if "tracin" in methods and variants and epoch_columns(scores.columns):
+        var = {v: variant_scores(scores, v, selected_epoch) for v in variants}
+    return est, var
+
+
+def evaluate(
+    setup: Retraining,
+    scores: pd.DataFrame,
+    methods: Sequence[str],
+    fcfg: FidelityConfig,
+    seed: int,
+    selected_epoch: int | None = None,
+    sample_ids: Sequence[str] | None = None,
+    convex_damping: float | None = None,
+) -> tuple[dict, pd.DataFrame]:
+    """Leave-one-out and LDS retraining of ``setup`` against every estimator in ``scores``
+    (rows in training order), with bootstrap CIs; the convex control when
+    ``convex_damping`` is given (multi-class only). ``seed`` draws the points, the
+    subsets and the bootstrap resamples. Returns the metrics dict (``metrics/fidelity.json``)
+    and a per-point table ``(model, estimator, sample_id, predicted, actual, actual_sd)``."""
+    n = setup.n_train
+    if len(scores) != n:
+        raise ValueError(f"the scores table has {len(scores)} rows but the training set {n}; rerun `dvc repro scores`")
+    ids = np.asarray(sample_ids if sample_ids is not None else np.arange(n).astype(str))
+    est, var = predictors(scores, methods, fcfg.tracin_checkpoints, selected_epoch)
+    everything = {**est, **{f"tracin@{v}": s for v, s in var.items()}}
+
+    idx = sample_points(n, fcfg.n_points, seed)
+    loo = leave_one_out(setup, idx, seed=list(fcfg.seeds))
+    per_seed = loo.pivot(index="index", columns="seed", values="loss_increase").loc[idx, list(fcfg.seeds)].to_numpy()
+    actual = per_seed.mean(1)
+    actual_sd = per_seed.std(1, ddof=1) if per_seed.shape[1] > 1 else np.full(len(idx), np.nan)
+
+    masks = random_subsets(n, fcfg.n_subsets, fcfg.subset_fraction, seed)
+    sub = subset_val_losses(setup, masks, list(fcfg.subset_seeds), per_seed=True)
+    sub_mean = sub.mean(1)
+
+    loo_c = correlation_table({m: s[idx] for m, s in everything.items()}, actual, fcfg.n_bootstrap, seed, prefix="loo_")
+    lds_c = correlation_table({m: masks.astype(float) @ s for m, s in everything.items()}, -sub_mean, fcfg.n_bootstrap, seed + 1, prefix="lds_")
+
+    def entry(m: str) -> dict:
+        e = dict(loo_c[m])
+        e.update({k.replace("lds_spearman", "lds"): v for k, v in lds_c[m].items() if k.startswith("lds_spearman")})
+        return e
+
+    out: dict = {
+        "epoch": setup.scored_epoch,
+        "seeds": [int(s) for s in fcfg.seeds],
+        "subset_seeds": [int(s) for s in fcfg.subset_seeds],
+        "n_points": int(len(idx)),
+        "n_subsets": int(fcfg.n_subsets),
+        "subset_fraction": float(fcfg.subset_fraction),
+        "n_bootstrap": int(fcfg.n_bootstrap),
+        "ci_level": 0.95,
+        "n_retrainings": len(setup.runs),
+        "noise": {"loo": seed_noise(per_seed), "lds": seed_noise(sub)},
+        "network": {m: entry(m) for m in est},
+    }
+    if var:
+        out["tracin_checkpoints"] = {v: entry(f"tracin@{v}") for v in var}
+        out["tracin_checkpoints"]["selected_epoch"] = selected_epoch
+    rows = [pd.DataFrame({"model": "network", "estimator": m, "sample_id": ids[idx], "predicted": s[idx], "actual": actual, "actual_sd": actual_sd})
+            for m, s in est.items()]
+    if convex_damping is not None and setup.task == "multiclass":
+        convex = convex_leave_one_out(setup.x_train, setup.y_train, setup.x_val, setup.y_val, setup.n_outputs, idx, damping=convex_damping)
+        c = correlation_table({"if_exact": convex["predicted"].to_numpy()}, convex["actual"].to_numpy(), fcfg.n_bootstrap, seed, prefix="loo_")
+        out["convex_if"] = c["if_exact"]
+        rows.append(pd.DataFrame({"model": "logistic regression", "estimator": "if_exact", "sample_id": ids[convex["index"].to_numpy()],
+                                  "predicted": convex["predicted"].to_numpy(), "actual": convex["actual"].to_numpy(), "actual_sd": 0.0}))
+    return out, pd.concat(rows, ignore_index=True)

@@ -97,25 +97,11 @@ def section_influence(inp: ReportInputs) -> list[str]:
 
 
 def section_fidelity(inp: ReportInputs) -> list[str]:
-    fidelity = inp.fidelity
-    if not fidelity:
+    if not inp.fidelity:
         return []
-    lines = [
-        "## Fidelity: predicted influence against actual retraining",
-        "",
-        f"Leave-one-out retraining of {fidelity['n_points']} fixed random training points (same recipe and seed) and "
-        f"the linear datamodeling score (LDS) over {fidelity['n_subsets']} random 50 % subsets.",
-        "",
-        "| estimator | leave-one-out Pearson | leave-one-out Spearman | LDS |",
-        "|---|---|---|---|",
-    ]
-    for name, c in fidelity["network"].items():
-        lines.append(f"| {name} | {_fmt(c['loo_pearson'], 3)} | {_fmt(c['loo_spearman'], 3)} | {_fmt(c['lds'], 3)} |")
-    if "convex_if" in fidelity:
-        c = fidelity["convex_if"]
-        lines += ["", f"Convex control (multinomial logistic regression, exact influence function): leave-one-out Pearson "
-                  f"{_fmt(c['loo_pearson'], 3)}, Spearman {_fmt(c['loo_spearman'], 3)}."]
-    return lines + [""]
+    from .fidelity_report import render_table
+
+    return ["## Fidelity: predicted influence against actual retraining", "", render_table(inp.fidelity), ""]
 
 
 def _stripped(inp: ReportInputs, row: dict) -> list[dict] | None:

@@ -31,6 +31,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .shapes import s_shapedness
+
 REQUIRED = ("sample_id", "label", "clean_label", "flipped")
 
 
@@ -45,13 +47,8 @@ def check_cell(table: pd.DataFrame, name: str) -> list[str]:
     return rankings
 
 
-def s_index(scores: np.ndarray) -> float | None:
-    """The S-shapedness index of ``scores`` from ``sampleval.shapes.s_shapedness`` (helper "fid"),
-    or None while that module does not exist. The one call site: do not define another index."""
-    try:
-        from .shapes import s_shapedness  # TODO(merge): provided by the fid branch
-    except ImportError:
-        return None
+def s_index(scores: np.ndarray) -> float:
+    """The S-shapedness index of ``scores`` (:func:`sampleval.shapes.s_shapedness`, the one definition)."""
     return float(s_shapedness(np.asarray(scores, dtype=np.float64)))
 
 

@@ -23,8 +23,8 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
 from .data.prepared import DataError, Prepared
-from .estimators import MAGNITUDE, column_kind, select_epochs
-from .stats import s_shapedness
+from .estimators import MAGNITUDE, column_kind
+from .shapes import s_shapedness
 
 BASE_COLUMNS = ["sample_id", "split", "label", "clean_label", "flipped"]
 
@@ -55,19 +55,6 @@ def ranking_columns(table: pd.DataFrame, methods: list[str]) -> list[str]:
     """The estimators' main columns, then every magnitude column present (self-influences)."""
     extra = [c for c in table.columns if column_kind(c) == MAGNITUDE]
     return list(dict.fromkeys(list(methods) + extra))
-
-
-def tracin_variant(table: pd.DataFrame, checkpoints: str = "all", burn_in: int = 0, selected_epoch: int | None = None) -> np.ndarray:
-    """TracIn summed over a choice of checkpoints, from the ``tracin_epoch_NNN`` columns
-    (:func:`sampleval.estimators.select_epochs`: ``all`` or ``up_to_selected``, minus the
-    first ``burn_in`` epochs). With the defaults it equals the ``tracin`` column bit for bit."""
-    epochs = sorted(int(c.rsplit("_", 1)[1]) for c in table.columns if c.startswith("tracin_epoch_"))
-    if not epochs:
-        raise DataError("no tracin_epoch_NNN columns in the scores table; add tracin to influence.methods")
-    total = np.zeros(len(table), dtype=np.float64)
-    for epoch in select_epochs(epochs, checkpoints, burn_in, selected_epoch):
-        total = total + table[f"tracin_epoch_{epoch:03d}"].to_numpy(np.float64)
-    return total
 
 
 def _readable(value):

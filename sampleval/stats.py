@@ -21,7 +21,6 @@ the shared seeds. We report:
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy import stats as st
@@ -146,18 +145,3 @@ def compare(comparisons: list[dict], alpha: float, n_bootstrap: int) -> list[dic
         row["p_bh"] = q_of[row["same_as"] or row["name"]]
         row["significant"] = bool(row["p_bh"] <= alpha)
     return rows
-
-
-def s_shapedness(scores: np.ndarray) -> float:
-    """S-shapedness index of a sorted score distribution (the TracIn label-noise paper):
-    slope of a least-squares line through the sorted scores minus the slope of the line
-    through their end points, with ranks scaled to [0, 1]. Near 0 for a straight
-    (uniform) distribution; negative when mass sits in a flat middle with steep tails
-    (an S shape)."""
-    y = np.sort(np.asarray(scores, dtype=float))
-    if len(y) < 3 or y[-1] == y[0]:
-        return 0.0
-    x = np.linspace(0.0, 1.0, len(y))
-    fit_slope = np.polyfit(x, y, 1)[0]
-    end_slope = y[-1] - y[0]
-    return float((fit_slope - end_slope) / math.fabs(end_slope))

@@ -9,7 +9,7 @@ import yaml
 
 from sampleval import estimators as reg
 from sampleval.config import ParamsError, validate
-from sampleval.scores import tracin_variant
+from sampleval.tracin_variants import variant_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +80,6 @@ def test_tracin_variant_from_per_epoch_columns():
     for v in cols.values():
         total = total + v
     table = pd.DataFrame({"tracin": total, **cols})
-    assert np.array_equal(tracin_variant(table), table["tracin"].to_numpy())  # bit for bit
-    np.testing.assert_allclose(tracin_variant(table, burn_in=2), cols["tracin_epoch_003"] + cols["tracin_epoch_004"])
-    np.testing.assert_allclose(tracin_variant(table, "up_to_selected", 1, 3), cols["tracin_epoch_002"] + cols["tracin_epoch_003"])
+    assert np.array_equal(variant_scores(table, "all"), table["tracin"].to_numpy())  # bit for bit
+    np.testing.assert_allclose(variant_scores(table, "burn_in_2"), cols["tracin_epoch_003"] + cols["tracin_epoch_004"])
+    np.testing.assert_allclose(variant_scores(table.drop(columns=["tracin_epoch_001"]), "up_to_selected", 3), cols["tracin_epoch_002"] + cols["tracin_epoch_003"])

@@ -11,7 +11,6 @@ from sampleval.stats import (
     compare,
     min_attainable_p,
     paired_test,
-    s_shapedness,
     sign_flip_test,
     signed_rank_statistic,
 )
@@ -120,9 +119,3 @@ def test_effect_size_and_bootstrap_are_deterministic():
     d = np.array([0.1, 0.2, 0.0, 0.3])
     assert cohen_dz(d) == pytest.approx(d.mean() / d.std(ddof=1))
     assert bootstrap_median_ci(d, 500, seed=1) == bootstrap_median_ci(d, 500, seed=1)
-
-
-def test_s_shapedness_straight_line_is_zero_and_s_shape_negative():
-    assert s_shapedness(np.linspace(-1, 1, 101)) == pytest.approx(0.0, abs=1e-12)
-    s = np.concatenate([np.linspace(-10, -1, 5), np.zeros(91), np.linspace(1, 10, 5)])
-    assert s_shapedness(s) < -0.5

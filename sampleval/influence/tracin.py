@@ -26,7 +26,7 @@ Which checkpoints the ``tracin`` column sums over is an option
 ``up_to_selected`` (up to the epoch selected on validation), and ``burn_in: k`` skips the
 first k epochs. The per-checkpoint columns ``tracin_epoch_NNN`` always cover every
 checkpoint, so any variant is also a plain sum of columns of the scores table
-(:func:`sampleval.scores.tracin_variant`).
+(:func:`sampleval.tracin_variants.variant_scores`).
 """
 from __future__ import annotations
 
