@@ -118,7 +118,7 @@ def score_training_set(view: Prepared, cfg: TrainConfig, ckpt_dir: Path, model_p
 
     ctx = make_context(
         view, cfg, ckpt_dir, model_path, influence["batch_size"], influence["damping"], influence["cg_iterations"], seed,
-        influence["tracin_method"], pick_device(cfg.device),
+        influence["tracin_method"], pick_device(cfg.device), options=influence.get("options"),
     )
     return {name: run_estimator(name, ctx)[name] for name in dict.fromkeys(names)}
 

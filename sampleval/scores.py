@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from .data.prepared import DataError, Prepared
 from .estimators import MAGNITUDE, column_kind
 from .shapes import s_shapedness
+from .tracin_variants import variant_scores
 
 BASE_COLUMNS = ["sample_id", "split", "label", "clean_label", "flipped"]
 
@@ -120,7 +121,9 @@ def influence_summary(table: pd.DataFrame, methods: list[str]) -> dict:
             entry["detect"] = detection
         out[col] = entry
     if "tracin" in table and "tracincp" in table:
-        a, b = table["tracin"].to_numpy(float), table["tracincp"].to_numpy(float)
+        # Captum sums every checkpoint: compare it with our sum over all of them, whatever
+        # checkpoints the tracin column itself keeps (influence.options.tracin)
+        a, b = variant_scores(table, "all"), table["tracincp"].to_numpy(float)
         out["agreement"] = {
             "spearman": float(st.spearmanr(a, b).statistic),
             "pearson": float(st.pearsonr(a, b).statistic),

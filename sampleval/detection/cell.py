@@ -109,6 +109,8 @@ def influence_context(prepared, result, cfg, influence: dict, seed: int):
         seed=seed,
         tracin_method=influence["tracin_method"],
         device=torch.device("cpu"),
+        final_epoch=result.best_epoch,
+        options=dict(influence.get("options") or {}),
     )
 
 
