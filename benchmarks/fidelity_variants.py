@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sampleval import fidelity as fid  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
-from sampleval.influence.tracin import Samples, load_checkpoints, tracin_scores  # noqa: E402
+from sampleval.influence.core import Samples, load_checkpoints  # noqa: E402
+from sampleval.influence.tracin import tracin_scores  # noqa: E402
 from sampleval.models import build_model  # noqa: E402
 from sampleval.prepare import prepare_dataset  # noqa: E402
 from sampleval.tracin_variants import variant_scores  # noqa: E402

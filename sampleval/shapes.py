@@ -38,7 +38,7 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where it is used: the aggregate index (scores stage) needs numpy only
     from torch import nn
 
-    from .influence.tracin import Checkpoint
+    from .influence.core import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def per_sample_tracin(
     (about two forward passes per sample with ``central``) per checkpoint and per validation
     sample, so use it for the few misclassified samples. ``train`` and ``val`` are
     ``(x, y)`` pairs, ``x`` uint8 images or model-ready tensors, ``y`` target tensors."""
-    from .influence.tracin import directional_derivatives, summed_gradient
+    from .influence.core import directional_derivatives, summed_gradient
 
     xt, yt = train
     xv, yv = val

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sampleval import shapes
 from sampleval.data.prepared import load_prepared
-from sampleval.influence.tracin import load_checkpoints
+from sampleval.influence.core import load_checkpoints
 from sampleval.io import write_json
 from sampleval.models import build_model
 from sampleval.training import TrainConfig, list_checkpoints, load_checkpoint, make_loss, target_tensor

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from sampleval.influence.tracin import Checkpoint, tracin_scores
+from sampleval.influence.core import Checkpoint
+from sampleval.influence.tracin import tracin_scores
 from sampleval.losses import TrainingLoss
 from sampleval.shapes import aggregate_and_per_sample, flipped_distance_from_centre, per_sample_tracin, s_shapedness
 
