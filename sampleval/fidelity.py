@@ -48,7 +48,7 @@ from .influence import InfluenceContext, run_estimator
 from .losses import TrainingLoss
 from .training import TrainConfig, make_loss, target_tensor, to_float, train
 from .fidelity_report import render_table  # noqa: F401  (re-exported: the report's table of this module's metrics)
-from .tracin_variants import check_variant, epoch_columns, variant_scores
+from .tracin_variants import check_variant, epoch_columns, select_epochs, variant_scores
 
 log = logging.getLogger(__name__)
 
@@ -486,8 +486,15 @@ def predictors(scores: pd.DataFrame, methods: Sequence[str], variants: Sequence[
     ``tracin_epoch_NNN`` columns (:mod:`sampleval.tracin_variants`)."""
     est = {m: scores[m].to_numpy(float) for m in methods if m not in MAGNITUDES}
     var = {}
-    if "tracin" in methods and variants and epoch_columns(scores.columns):
-        var = {v: variant_scores(scores, v, selected_epoch) for v in variants}
+    epochs = sorted(epoch_columns(scores.columns))
+    if "tracin" in methods and variants and epochs:
+        for v in variants:
+            try:
+                select_epochs(epochs, v, selected_epoch)
+            except ValueError as exc:  # e.g. burn_in_2 with 2 epochs: a comparison row that cannot exist
+                log.warning("TracIn variant %s left out of the fidelity comparison: %s", v, exc)
+                continue
+            var[v] = variant_scores(scores, v, selected_epoch)
     return est, var
 
 

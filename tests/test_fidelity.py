@@ -299,6 +299,8 @@ def test_evaluate_and_render_table_with_a_known_trainer(tmp_path):
     v = out["tracin_checkpoints"]
     assert v["all"]["lds"] == pytest.approx(1) and v["up_to_selected"]["lds"] == pytest.approx(-1) and v["burn_in_1"]["lds"] == pytest.approx(1)
     assert v["selected_epoch"] == 1
+    short = evaluate(setup, scores, ["tracin"], replace(fc, tracin_checkpoints=("all", "burn_in_3")), seed=0, selected_epoch=1)[0]
+    assert set(short["tracin_checkpoints"]) == {"all", "selected_epoch"}  # burn_in_3 keeps none of 3 checkpoints: left out
     assert out["noise"]["loo"]["seed_agreement"] == pytest.approx(1)
     assert set(table["estimator"]) == {"tracin", "loss"} and len(table) == 20
     md = render_table(out)
