@@ -251,6 +251,85 @@ def section_figures(inp: ReportInputs) -> list[str]:
     return ["Figures: " + ", ".join(f"`plots/{f}.png`" for f in figures) + ".", ""]
 
 
+def _range(lo, hi) -> str:
+    return f"{_fmt(lo, 3)}-{_fmt(hi, 3)}" if lo != hi else _fmt(lo, 3)
+
+
+def section_detection(inp: ReportInputs) -> list[str]:
+    """The detection sweep (metrics/detection/summary.json): which ranking finds wrong labels
+    for which kind of noise, across seeds, and whether a ranking's headline fails on a seed."""
+    det = inp.extra.get("detection")
+    if not det:
+        return []
+    settings, table = det["settings"], det["table"]
+    rankings = [r for r in det["rankings"] if all(r in table[s] for s in settings)]
+    lines = [
+        "## Label-error detection across noise kinds and seeds",
+        "",
+        f"Detection AUROC for the flipped labels, mean ± sd over seeds {det['seeds']} (each cell: its own noise draw "
+        "and baseline, `detect@<setting>-<seed>`); cleanlab on out-of-fold probabilities of the same model and recipe, "
+        "`random` the chance line. Full table: `metrics/detection/summary.md`; curves: `plots/detection/`.",
+        "",
+        "| ranking | " + " | ".join(f"{s} ({settings[s]['kind']}, {settings[s]['rate']:g})" for s in settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
+    for r in rankings:
+        lines.append(f"| {r} | " + " | ".join(f"{_fmt(table[s][r]['auroc_mean'], 3)} ± {_fmt(table[s][r]['auroc_sd'], 3)}" for s in settings) + " |")
+    rec = det["recommended"]
+    lines += ["", f"Recommended ranking `{rec['ranking']}` (chosen on seeds {det['development_seeds']} only): at least cleanlab's "
+              f"AUROC in {rec['development']['n_at_least_cleanlab']} of {rec['development']['n_cells']} development cells and "
+              f"{rec['held_out']['n_at_least_cleanlab']} of {rec['held_out']['n_cells']} held-out cells."]
+    for kind, a in det["advice"].items():
+        lines.append(f"- {kind} noise ({', '.join(a['settings'])}): best worst-case ranking `{a['best']}` "
+                     f"(lowest AUROC over cells {_fmt(a['best_worst_auroc'], 3)}; cleanlab {_fmt(a['cleanlab_worst_auroc'], 3)}).")
+    stab = det.get("stability")
+    if stab:
+        lines += ["", f"Stability over baseline seeds {stab['seeds']} at `{stab['setting']}`: AUROC range and overlap (Jaccard) "
+                  f"of the top {stab['top_share']:.0%} between seeds.", "",
+                  "| ranking | AUROC min-max | top-5 % overlap, mean (min) |", "|---|---|---|"]
+        for r, v in stab["rankings"].items():
+            lines.append(f"| {r} | {_range(v['auroc_min'], v['auroc_max'])} | {_fmt(v['top5_jaccard_mean'], 2)} ({_fmt(v['top5_jaccard_min'], 2)}) |")
+    weak = [
+        f"`{r}` (AUROC {_fmt(min(table[s][r]['auroc_mean'] for s in settings), 3)} at "
+        f"{min(settings, key=lambda s: table[s][r]['auroc_mean'])})"
+        for r in rankings if r != "random" and min(table[s][r]["auroc_mean"] for s in settings) < 0.9
+    ]
+    if weak:
+        lines += ["", "Headlines that do not hold everywhere: " + ", ".join(weak) + " rank the flips poorly in at least one "
+                  "kind of noise; do not use them there."]
+    return lines + [""]
+
+
+def section_refine(inp: ReportInputs) -> list[str]:
+    """The refinement loop (metrics/refine.json) against random removal of the same sizes."""
+    ref = inp.extra.get("refine")
+    if not ref:
+        return []
+    lines = [
+        "## Refinement: remove the most harmful, retrain, repeat",
+        "",
+        f"{ref['rounds']} rounds removing {ref['n_remove_per_round']} samples each by `{ref['ranking']}`, against random "
+        f"removal of the same sizes, {ref['n_seeds']} seeds (paired); DCS from `{ref['dcs_score']}`; held-out part of the "
+        f"validation set ({ref['n_val_heldout']} samples) never used for scoring or selection.",
+        "",
+        "| round | test accuracy (refined) | random | p | BH q | d_z | flips left | DCS | held-out loss (refined / random) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k in range(ref["rounds"] + 1):
+        key = f"round_{k}"
+        a, b = ref["refined"][key], ref["random"][key]
+        t = ref["tests"]["test_accuracy"].get(key, {})
+        lines.append(
+            f"| {k} | {_fmt(a['test_accuracy'])} | {_fmt(b['test_accuracy'])} | {_fmt(t.get('p'))} | {_fmt(t.get('p_bh'))} | "
+            f"{_fmt(t.get('cohen_dz'), 3)} | {_fmt(a['flipped_remaining'], 3)} | {_fmt(a['dcs'], 3)} | "
+            f"{_fmt(a['heldout_loss'])} / {_fmt(b['heldout_loss'])} |"
+        )
+    tr = ref.get("dcs_tracking", {})
+    lines += ["", f"DCS against flips remaining: Spearman {_fmt(tr.get('spearman_dcs_flipped_remaining'), 2)}; against test "
+              f"accuracy: {_fmt(tr.get('spearman_dcs_test_accuracy'), 2)}. Figure: `plots/refine.png`.", ""]
+    return lines
+
+
 SECTIONS = [
     section_header,
     section_baseline,
@@ -259,6 +338,8 @@ SECTIONS = [
     section_subsets,
     section_composition,
     section_answer,
+    section_detection,
+    section_refine,
     section_figures,
 ]
 

@@ -31,6 +31,7 @@ def run(argv=None) -> None:
     inputs = ReportInputs(
         train=_json("metrics/train.json"), influence=_json("metrics/influence.json"), stats=_json("metrics/stats.json"),
         params=params, fidelity=_json("metrics/fidelity.json"), cells=load_cells(sub),
+        extra={"detection": _json("metrics/detection/summary.json"), "refine": _json("metrics/refine.json")},
     )
 
     plots.train_curve_plot(pd.read_csv("plots/train_curve.csv"), inputs.train["best_epoch"], "plots/train_curve.png")

@@ -81,3 +81,23 @@ def test_every_number_comes_from_the_inputs():
     assert [s.__name__ for s in SECTIONS][:2] == ["section_header", "section_baseline"]
     only = render_report(_inputs(), sections=[SECTIONS[0]])
     assert only.startswith("# Sample valuation report") and "## Answer" not in only
+
+
+def test_detection_section_names_rankings_that_fail_somewhere():
+    from sampleval.report import ReportInputs, section_detection
+
+    cell = lambda m: {"auroc_mean": m, "auroc_sd": 0.01}  # noqa: E731
+    det = {
+        "settings": {"pair": {"kind": "systematic", "rate": 0.4}, "uni": {"kind": "uniform", "rate": 0.1}},
+        "seeds": [0, 1, 2], "development_seeds": [0], "rankings": ["tracin", "loss", "random"],
+        "table": {"pair": {"tracin": cell(0.999), "loss": cell(0.99), "random": cell(0.5)},
+                  "uni": {"tracin": cell(0.70), "loss": cell(0.999), "random": cell(0.5)}},
+        "recommended": {"ranking": "loss", "development": {"n_cells": 2, "n_at_least_cleanlab": 2},
+                        "held_out": {"n_cells": 4, "n_at_least_cleanlab": 3}},
+        "advice": {}, "stability": {"setting": "pair", "seeds": [0, 1, 2], "top_share": 0.05,
+                                    "rankings": {"tracin": {"auroc_min": 0.6, "auroc_max": 1.0, "top5_jaccard_mean": 0.5, "top5_jaccard_min": 0.2}}},
+    }
+    text = "\n".join(section_detection(ReportInputs({}, {}, {}, {}, extra={"detection": det})))
+    assert "`tracin` (AUROC 0.700 at uni)" in text and "`loss` (AUROC" not in text  # random is the chance line, not a claim
+    assert "| tracin | 0.600-1.000 | 0.50 (0.20) |" in text and "3 of 4 held-out" in text
+    assert section_detection(ReportInputs({}, {}, {}, {})) == []
