@@ -37,17 +37,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from .influence import InfluenceContext, run_estimator
-from .losses import TrainingLoss
-from .training import TrainConfig, make_loss, target_tensor, to_float, train
+from .training import TrainConfig, make_loss, target_tensor, train
+from .convex import convex_leave_one_out
+from .correlations import correlation_table, correlations
 from .fidelity_report import render_table  # noqa: F401  (re-exported: the report's table of this module's metrics)
+from .estimators import signed_estimators
 from .tracin_variants import check_variant, epoch_columns, select_epochs, variant_scores
 
 log = logging.getLogger(__name__)
@@ -267,196 +267,7 @@ def _check_masks(scores, masks, val_losses) -> tuple[np.ndarray, np.ndarray]:
     return masks, val_losses
 
 
-def correlations(predicted, actual) -> dict:
-    """Pearson and Spearman correlations (and two-sided p-values) between two 1-D arrays;
-    NaN where undefined (fewer than 3 pairs or a constant input)."""
-    from scipy import stats
-
-    p = np.asarray(predicted, float)
-    a = np.asarray(actual, float)
-    if p.shape != a.shape or p.ndim != 1:
-        raise ValueError(f"predicted {p.shape} and actual {a.shape} must be 1-D arrays of the same length")
-    out = {"n": int(len(p)), "pearson": np.nan, "pearson_p": np.nan, "spearman": np.nan, "spearman_p": np.nan}
-    if len(p) < 3 or np.ptp(p) == 0 or np.ptp(a) == 0:
-        return out
-    r = stats.pearsonr(p, a)
-    s = stats.spearmanr(p, a)
-    out.update(pearson=float(r.statistic), pearson_p=float(r.pvalue), spearman=float(s.statistic), spearman_p=float(s.pvalue))
-    return out
-
-
-def _rowwise_pearson(p: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis (NaN where an input is constant)."""
-    p = p - p.mean(-1, keepdims=True)
-    a = a - a.mean(-1, keepdims=True)
-    den = np.sqrt((p * p).sum(-1) * (a * a).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (p * a).sum(-1) / den
-    return np.where(den > 0, r, np.nan)
-
-
-def _rowwise_spearman(p: np.ndarray, a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return _rowwise_pearson(rankdata(p, axis=-1), rankdata(a, axis=-1))
-
-
-def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) resampling indices with replacement, from ``seed`` (shared by estimators)."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
-def _ci(values: np.ndarray, level: float) -> tuple[float, float]:
-    v = values[np.isfinite(values)]
-    if len(v) < 0.5 * len(values) or len(v) == 0:  # mostly degenerate resamples
-        return math.nan, math.nan
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(v, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def correlation_table(
-    predicted: Mapping[str, np.ndarray], actual: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95, prefix: str = ""
-) -> dict[str, dict]:
-    """Pearson and Spearman of each estimator's ``predicted`` against ``actual`` with
-    percentile bootstrap CIs: the items (points or subsets) are resampled with replacement,
-    ``n_boot`` times from ``seed``, with the same resamples for every estimator. For the
-    estimator with the highest point Spearman (the "best"), every other one also gets the
-    bootstrap CI of its Spearman minus the best's (``spearman_vs_best_lo/hi``): paired, so it
-    separates estimators that marginal CIs cannot.
-
-    Keys are ``{prefix}pearson``, ``{prefix}pearson_lo``, ``{prefix}pearson_hi``, the same for
-    spearman, and ``{prefix}spearman_vs_best_lo/hi``."""
-    actual = np.asarray(actual, float)
-    names = list(predicted)
-    if not names:
-        return {}
-    preds = np.stack([np.asarray(predicted[m], float) for m in names])
-    if preds.shape[1] != len(actual) or actual.ndim != 1:
-        raise ValueError(f"predicted {preds.shape[1:]} and actual {actual.shape} must be 1-D arrays of the same length")
-    idx = bootstrap_indices(len(actual), n_boot, seed)
-    a_boot = actual[idx]
-    out: dict[str, dict] = {}
-    boots = {}
-    for m, p in zip(names, preds):
-        point = correlations(p, actual)
-        bp = _rowwise_pearson(p[idx], a_boot)
-        bs = _rowwise_spearman(p[idx], a_boot)
-        boots[m] = bs
-        (plo, phi), (slo, shi) = _ci(bp, level), _ci(bs, level)
-        out[m] = {f"{prefix}pearson": point["pearson"], f"{prefix}pearson_lo": plo, f"{prefix}pearson_hi": phi,
-                  f"{prefix}spearman": point["spearman"], f"{prefix}spearman_lo": slo, f"{prefix}spearman_hi": shi}
-    finite = [m for m in names if np.isfinite(out[m][f"{prefix}spearman"])]
-    if len(finite) > 1:
-        best = max(finite, key=lambda m: out[m][f"{prefix}spearman"])
-        for m in finite:
-            lo, hi = (0.0, 0.0) if m == best else _ci(boots[m] - boots[best], level)
-            out[m][f"{prefix}spearman_vs_best_lo"], out[m][f"{prefix}spearman_vs_best_hi"] = lo, hi
-    return out
-
-
-def _fit_logistic(x, y, weights, damping, init: dict, grad_tol=1e-6) -> nn.Module:
-    """Minimise ``sum_i weights_i CE_i / n + damping / 2 |theta|^2`` (bias included) by
-    L-BFGS in float64 from the ``init`` state of ``Flatten -> Linear``; ``n = len(x)``
-    whatever the weights, so a zero weight leaves one sample out of the mean objective with
-    ``1/n`` kept (the perturbation an influence function linearises)."""
-    loss = TrainingLoss("multiclass", 0.0, 0.0)
-    n_out, n_in = init["1.weight"].shape
-    model = nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out)).double()
-    model.load_state_dict(init)
-    n = len(x)
-    opt = torch.optim.LBFGS(
-        model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-12, tolerance_change=1e-15, history_size=50,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        obj = (loss(model(x), y, reduction="none") * weights).sum() / n
-        obj = obj + damping / 2 * sum((p**2).sum() for p in model.parameters())
-        obj.backward()
-        return obj
-
-    for _ in range(10):
-        opt.step(closure)
-        closure()
-        g = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
-        if g < grad_tol:
-            break
-    else:
-        log.warning("convex leave-one-out: L-BFGS stopped at gradient norm %.2e (wanted < %.0e)", g, grad_tol)
-    return model
-
-
-def convex_leave_one_out(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    n_classes: int,
-    indices: Sequence[int],
-    damping: float = 0.01,
-) -> pd.DataFrame:
-    """Multinomial logistic regression (one nn.Linear on flattened pixels scaled like training inputs,
-    cross-entropy, L2 = damping so the objective is strongly convex), fit to convergence in float64
-    with L-BFGS; influence-function predictions from `sampleval.influence.hessian` (if_cg with the
-    exact Hessian, damping matching the L2 term) against actual retraining without each index
-    (warm-started L-BFGS from the full solution). Returns rows: index, predicted, actual
-    (actual = summed validation loss without the point minus with it; predicted on the same scale,
-    i.e. score / n with our sign convention so that predicted ≈ actual).
-
-    The objective is ``mean_i CE_i + damping / 2 |theta|^2`` (weights and bias), so
-    ``H + damping I`` in ``if_cg`` is its exact Hessian. "Without the point" zeroes that
-    sample's term in the mean with the ``1/n`` kept, the perturbation the influence
-    function linearises (``eps = -1/n``); the remaining gap is second order in ``1/n``.
-    Inputs are uint8 images ``(N, C, H, W)`` scaled by :func:`~sampleval.training.to_float`."""
-    if not damping > 0:
-        raise ValueError(f"damping must be positive (it is the L2 term that makes the objective strongly convex), got {damping}")
-    x = to_float(torch.as_tensor(np.asarray(x_train))).double()
-    xv = to_float(torch.as_tensor(np.asarray(x_val))).double()
-    y = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    yv = torch.as_tensor(np.asarray(y_val), dtype=torch.long)
-    n = len(x)
-    idx = [int(i) for i in indices]
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"leave-one-out index {bad[0]} is outside 0..{n - 1}")
-    if int(max(y.max(), yv.max())) >= n_classes:
-        raise ValueError(f"labels go up to {int(max(y.max(), yv.max()))} but n_classes = {n_classes}")
-    loss = TrainingLoss("multiclass", 0.0, 0.0)
-    zero = {"1.weight": torch.zeros(n_classes, x[0].numel(), dtype=torch.float64), "1.bias": torch.zeros(n_classes, dtype=torch.float64)}
-    model = _fit_logistic(x, y, torch.ones(n, dtype=torch.float64), damping, zero)  # strictly convex: any start
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def val_loss(m) -> float:
-        with torch.no_grad():
-            return float(loss(m(xv), yv, reduction="sum"))
-
-    base = val_loss(model)
-    n_params = sum(p.numel() for p in model.parameters())
-    diagnostics: dict = {}
-    ctx = InfluenceContext(
-        model=model, loss_fn=loss, checkpoints=[], final_state=state, train=(x, y), val=(xv, yv), task="multiclass",
-        n_classes=n_classes, batch_size=1024, damping=float(damping), cg_iterations=n_params + 50,
-        extra={"cg_tol": 1e-10, "hessian": "exact", "on_negative_curvature": "stop", "diagnostics": diagnostics},
-    )
-    scores = run_estimator("if_cg", ctx)["if_cg"]
-    if not diagnostics["if_cg"]["converged"]:
-        log.warning("convex leave-one-out: CG did not converge (%s)", diagnostics["if_cg"])
-    rows = []
-    for i in idx:
-        w = torch.ones(n, dtype=torch.float64)
-        w[i] = 0
-        actual = val_loss(_fit_logistic(x, y, w, damping, state)) - base
-        rows.append((i, float(scores[i]) / n, actual))
-        log.info("convex leave-one-out %d: predicted %.4g, actual %.4g", i, rows[-1][1], actual)
-    return pd.DataFrame(rows, columns=["index", "predicted", "actual"])
-
-
 # --------------------------------------------------------------------------- the whole stage
-
-MAGNITUDES = ("self_influence",)  # unsigned: not a prediction of the loss change
-
 
 @dataclass(frozen=True)
 class FidelityConfig:
@@ -484,7 +295,7 @@ def predictors(scores: pd.DataFrame, methods: Sequence[str], variants: Sequence[
     """``(estimators, tracin_variants)``: the signed score columns of ``methods`` (not
     self-influence, a magnitude), and for ``tracin`` each checkpoint variant summed from the
     ``tracin_epoch_NNN`` columns (:mod:`sampleval.tracin_variants`)."""
-    est = {m: scores[m].to_numpy(float) for m in methods if m not in MAGNITUDES}
+    est = {m: scores[m].to_numpy(float) for m in signed_estimators(methods)}
     var = {}
     epochs = sorted(epoch_columns(scores.columns))
     if "tracin" in methods and variants and epochs:

@@ -10,13 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from sampleval.convex import convex_leave_one_out
+from sampleval.correlations import correlation_table, correlations
 from sampleval.fidelity import (
     FidelityConfig,
     Retraining,
     average_over_seeds,
-    convex_leave_one_out,
-    correlation_table,
-    correlations,
     evaluate,
     leave_one_out,
     linear_datamodeling_score,

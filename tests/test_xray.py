@@ -22,7 +22,7 @@ from xray_fixtures import (  # noqa: E402
     official_test_patients,
 )
 
-from sampleval.data import xray  # noqa: E402
+from sampleval.data import images  # noqa: E402
 from sampleval.data.prepared import DataError, labels_array  # noqa: E402
 from sampleval.data.xray import (  # noqa: E402
     CHEXPERT_OBSERVATIONS,
@@ -48,13 +48,13 @@ def direct_decode(path: Path, size: int = SIZE) -> np.ndarray:
 def decode_count(monkeypatch):
     """Counts calls to the single-image decoder."""
     calls = []
-    real = xray._decode_image
+    real = images._decode_image
 
     def counting(path, size):
         calls.append(Path(path).name)
         return real(path, size)
 
-    monkeypatch.setattr(xray, "_decode_image", counting)
+    monkeypatch.setattr(images, "_decode_image", counting)
     return calls
 
 

@@ -229,28 +229,37 @@ def long_csv(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _style(r: str, recommended: str) -> dict:
+    if r == "cleanlab":
+        return dict(color="black", lw=2.2, ls="--", zorder=5)
+    if r == "random":
+        return dict(color="grey", lw=1.5, ls=":", zorder=4)
+    if r == recommended:
+        return dict(color="crimson", lw=2.4, zorder=6)
+    return dict(lw=1.0, alpha=0.8)
+
+
+def _save(plt, fig, path) -> None:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thresholds) -> None:
+    """Detection curves (share found against share inspected) and the labeling-bias paper's
+    threshold curves, one panel per setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    _plot_inspection(plt, insp, recommended, path_curves)
+    _plot_thresholds(plt, insp, thr, recommended, path_thresholds)
 
-    def style(r):
-        if r == "cleanlab":
-            return dict(color="black", lw=2.2, ls="--", zorder=5)
-        if r == "random":
-            return dict(color="grey", lw=1.5, ls=":", zorder=4)
-        if r == recommended:
-            return dict(color="crimson", lw=2.4, zorder=6)
-        return dict(lw=1.0, alpha=0.8)
 
-    def save(fig, path):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-        plt.close(fig)
-
+def _plot_inspection(plt, insp: dict, recommended: str, path) -> None:
     settings = list(insp)
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
@@ -259,7 +268,7 @@ def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thres
     for ax, s in zip(axes.flat, settings):
         df = insp[s]
         for i, r in enumerate(df.columns[1:]):
-            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **style(r)})
+            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **_style(r, recommended)})
         ax.set_xlim(0, 0.5)
         ax.set_title(s)
         ax.set_xlabel("share inspected (most suspicious first)")
@@ -269,8 +278,12 @@ def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thres
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
-    save(fig, path_curves)
+    _save(plt, fig, path)
 
+
+def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None:
+    settings = list(insp)
+    palette = plt.get_cmap("tab20").colors
     shown = [r for r in (recommended, "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
     color = {r: palette[i % 20] for i, r in enumerate(insp[settings[0]].columns[1:])}
     ncol = min(4, len(settings))
@@ -280,7 +293,7 @@ def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thres
         top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
         df = thr[s]
         for r in dict.fromkeys(shown):
-            kw = {"color": color[r], **style(r)}
+            kw = {"color": color[r], **_style(r, recommended)}
             top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
             bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
         for ax in (top, bottom):
@@ -297,7 +310,7 @@ def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thres
         axes[2 * (k // ncol) + 1, k % ncol].axis("off")
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.suptitle("Threshold curves as in the labeling-bias paper (mean over seeds; all rankings in the CSV)")
-    save(fig, path_thresholds)
+    _save(plt, fig, path)
 
 
 def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds) -> dict:
