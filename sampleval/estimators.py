@@ -57,7 +57,7 @@ class NoOptions:
 @dataclass(frozen=True)
 class TracinOptions:
     checkpoints: str = option("all", lambda x: x in ("all", "up_to_selected"), "one of all, up_to_selected")
-    burn_in: int = option(0, _int(0), "an integer >= 0 (the checkpoints of the first burn_in epochs are skipped)")
+    burn_in: int = option(2, _int(0), "an integer >= 0 (the checkpoints of the first burn_in epochs are skipped)")
 
 
 @dataclass(frozen=True)

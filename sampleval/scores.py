@@ -123,7 +123,9 @@ def influence_summary(table: pd.DataFrame, methods: list[str]) -> dict:
     if "tracin" in table and "tracincp" in table:
         # Captum sums every checkpoint: compare it with our sum over all of them, whatever
         # checkpoints the tracin column itself keeps (influence.options.tracin)
-        a, b = variant_scores(table, "all"), table["tracincp"].to_numpy(float)
+        every = [c for c in table if c.startswith("tracin_epoch_")]
+        a = variant_scores(table, "all") if every else table["tracin"].to_numpy(float)
+        b = table["tracincp"].to_numpy(float)
         out["agreement"] = {
             "spearman": float(st.spearmanr(a, b).statistic),
             "pearson": float(st.pearsonr(a, b).statistic),

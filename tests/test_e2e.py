@@ -49,6 +49,7 @@ def make_repo(base: Path, edit) -> Path:
     shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["epochs"] = 3
+    params["influence"]["options"]["tracin"]["burn_in"] = 0  # 3 epochs: keep every checkpoint
     params["influence"]["methods"] = ["tracin", "self_influence"]
     params["subsets"].update(scores=["tracin", "self_influence"], variants=["global"], remove_strategies=["remove-harmful"],
                              remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])

@@ -13,7 +13,8 @@ from sampleval.training import TrainConfig
 DATA = {"source": "digits", "root": None, "val_fraction": 0.3, "test_fraction": 0.3, "limit": 200, "image_size": 8,
         "on_bad_image": "fail", "uncertainty": "ones", "frontal_only": True}
 NOISE = {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]}
-INFLUENCE = {"batch_size": 256, "damping": 0.1, "cg_iterations": 10, "tracin_method": "central"}
+INFLUENCE = {"batch_size": 256, "damping": 0.1, "cg_iterations": 10, "tracin_method": "central",
+             "options": {"tracin": {"burn_in": 0}}}  # 2-epoch runs: keep both checkpoints
 
 
 def test_dcs_hand_case():
