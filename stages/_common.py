@@ -8,13 +8,11 @@ from contextlib import contextmanager
 
 from sampleval.config import ParamsError, load_params
 from stages import BLAS_PINNED
+from stages.paths import MANIFEST, TRAIN_METRICS
 
 log = logging.getLogger("sampleval")
 
 
-# What train writes and the stages that consume the baseline read (dvc.yaml deps).
-TRAIN_METRICS = "metrics/train.json"
-MANIFEST = "data/prepared/manifest.json"
 
 
 def start(name: str, baseline: bool = False) -> dict:

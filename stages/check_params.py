@@ -13,8 +13,9 @@ import os
 from sampleval.config import load_params
 from sampleval.io import write_json
 from stages._common import main
+from stages.paths import PARAMS_OK
 
-OUT = "data/params_ok.json"
+OUT = PARAMS_OK
 
 
 @main

@@ -10,9 +10,8 @@ import argparse
 from sampleval.detection import NoiseSetting, cell_name, run_cell
 from sampleval.io import write_json, write_parquet
 from stages._common import log, main, start
+from stages.paths import detect_cell_record, detect_cell_table
 
-TABLE = "data/detect/{cell}.parquet"
-RECORD = "metrics/detection/cells/{cell}.json"
 
 
 @main
@@ -28,8 +27,8 @@ def run(argv=None) -> None:
     setting = NoiseSetting.from_params(args.setting, det["settings"][args.setting])
     table, record = run_cell(params, setting, args.seed, det["rankings"], det["combinations"], det["cleanlab_folds"])
     cell = cell_name(args.setting, args.seed)
-    write_parquet(TABLE.format(cell=cell), table)
-    write_json(RECORD.format(cell=cell), record)
+    write_parquet(detect_cell_table(cell), table)
+    write_json(detect_cell_record(cell), record)
     r = record["rankings"]
     log.info("%s: %d flips of %d; AUROC %s", cell, record["n_flipped"], record["n_train"], ", ".join(f"{k} {v['auroc']:.3f}" for k, v in r.items() if v))
 

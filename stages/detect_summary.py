@@ -9,20 +9,21 @@ from __future__ import annotations
 from sampleval.detection.summary import long_csv, markdown, plot_curves, summarise
 from sampleval.io import write_json, write_text
 from stages._common import log, main, start
+from stages.paths import DETECT_CELLS, DETECT_RECORDS, DETECTION, DETECTION_PLOTS
 
 
 @main
 def run(argv=None) -> None:
     params = start("detect-summary")
     det = params["detect"]
-    summary, insp, thr = summarise("data/detect", det["run"], det["seeds"], det, det["development_seeds"], "metrics/detection/cells")
-    write_json("metrics/detection/summary.json", summary)
-    write_text("metrics/detection/summary.md", markdown(summary))
-    write_text("metrics/detection/summary.csv", long_csv(summary).to_csv(index=False))
+    summary, insp, thr = summarise(DETECT_CELLS, det["run"], det["seeds"], det, det["development_seeds"], DETECT_RECORDS)
+    write_json(f"{DETECTION}/summary.json", summary)
+    write_text(f"{DETECTION}/summary.md", markdown(summary))
+    write_text(f"{DETECTION}/summary.csv", long_csv(summary).to_csv(index=False))
     for s in det["run"]:
-        write_text(f"plots/detection/curves-{s}.csv", insp[s].to_csv(index=False))
-        write_text(f"plots/detection/thresholds-{s}.csv", thr[s].to_csv(index=False))
-    plot_curves(insp, thr, det["recommended"], "plots/detection/curves.png", "plots/detection/thresholds.png")
+        write_text(f"{DETECTION_PLOTS}/curves-{s}.csv", insp[s].to_csv(index=False))
+        write_text(f"{DETECTION_PLOTS}/thresholds-{s}.csv", thr[s].to_csv(index=False))
+    plot_curves(insp, thr, det["recommended"], f"{DETECTION_PLOTS}/curves.png", f"{DETECTION_PLOTS}/thresholds.png")
     rec = summary["recommended"]
     log.info("recommended %s: >= cleanlab AUROC in %d/%d held-out cells", rec["ranking"], rec["held_out"]["n_at_least_cleanlab"], rec["held_out"]["n_cells"])
 

@@ -27,23 +27,24 @@ from sampleval.models import build_model
 from sampleval.multilabel_detection import label_wise_suspicion
 from sampleval.training import TrainConfig, load_checkpoint, predict_logits
 from stages._common import log, main, start
+from stages.paths import EXPERT_METRICS, MODEL, PREPARED
 
 
 @main
 def run(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--expert", required=True, help="google2019_nih-chest-xray-labels.csv(.gz)")
-    ap.add_argument("--out", default="metrics/expert_labels.json")
+    ap.add_argument("--out", default=EXPERT_METRICS)
     args = ap.parse_args(argv)
     params = start("expert_labels")
     if params["data"]["source"] != "nih14":
         raise ValueError(f"expert labels need data.source: nih14 (now {params['data']['source']}); they relabel NIH ChestX-ray14 images")
     experts = ex.read_expert_labels(args.expert)
-    prepared = load_prepared("data/prepared")
+    prepared = load_prepared(PREPARED)
     cfg = TrainConfig.from_params(params)
     x0 = prepared.split("train").x
     model = build_model(cfg.model, x0.shape[1], prepared.n_classes, x0.shape[-1], None)
-    model.load_state_dict(load_checkpoint("models/model.pt")["model"])
+    model.load_state_dict(load_checkpoint(MODEL)["model"])
     out: dict = {"mapping": {f: list(m) for f, m in ex.EXPERT_TO_NIH.items()}, "n_expert_rows": int(len(experts))}
     for split in ("train", "val", "test"):
         s = prepared.split(split)

@@ -19,10 +19,10 @@ import pandas as pd
 from sampleval import fidelity as fid
 from sampleval import plots
 from sampleval.data.prepared import load_prepared
-from sampleval.estimators import signed_estimators
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
 from stages._common import log, main, start
+from stages.paths import FIDELITY_CSV, FIDELITY_METRICS, PREPARED, SCORES, TRAIN_METRICS, plot
 
 
 @main
@@ -30,18 +30,18 @@ def run(argv=None) -> None:
     params = start("fidelity", baseline=True)
     fcfg = fid.FidelityConfig.from_params(params["fidelity"])
     methods = params["influence"]["methods"]
-    selected = int(json.loads(Path("metrics/train.json").read_text())["best_epoch"])
+    selected = int(json.loads(Path(TRAIN_METRICS).read_text())["best_epoch"])
     epoch = selected if params["fidelity"]["epoch"] == "selected" else int(params["fidelity"]["epoch"])
-    prepared = load_prepared("data/prepared")
+    prepared = load_prepared(PREPARED)
     tr, va = prepared.split("train"), prepared.split("val")
-    scores = pd.read_parquet("data/influence/scores.parquet")
+    scores = pd.read_parquet(SCORES)
     setup = fid.Retraining(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, TrainConfig.from_params(params), epoch=epoch)
     out, table = fid.evaluate(setup, scores, methods, fcfg, params["seed"], selected_epoch=selected, sample_ids=tr.ids,
                               convex_damping=params["influence"]["damping"])
-    write_json("metrics/fidelity.json", out)
-    with atomic_path("plots/fidelity.csv") as tmp:
+    write_json(FIDELITY_METRICS, out)
+    with atomic_path(FIDELITY_CSV) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    plots.fidelity_plot(table, out, "plots/fidelity.png")
+    plots.fidelity_plot(table, out, plot("fidelity.png"))
     log.info("%d retrainings scored at epoch %d\n%s", out["n_retrainings"], epoch, fid.render_table(out))
 
 

@@ -4,7 +4,9 @@ Stages import the names they use; a path changes here and in dvc.yaml, nowhere e
 """
 from __future__ import annotations
 
+PARAMS_OK = "data/params_ok.json"
 PREPARED = "data/prepared"
+MANIFEST = "data/prepared/manifest.json"
 CHECKPOINTS = "models/checkpoints"
 MODEL = "models/model.pt"
 METHODS_DIR = "data/influence/methods"  # one <method>.parquet (scores) and <method>.json (diagnostics) per estimator
@@ -15,10 +17,26 @@ TRAIN_METRICS = "metrics/train.json"
 INFLUENCE_METRICS = "metrics/influence.json"
 FIDELITY_METRICS = "metrics/fidelity.json"
 STATS_METRICS = "metrics/stats.json"
+REFINE_METRICS = "metrics/refine.json"
+SUBSETS = "metrics/subsets"  # one JSON per subset cell (sampleval.cells.CellKey.path)
+SCORE_SHAPES_METRICS = "metrics/score_shapes.json"
+SHAPES_METRICS = "metrics/shapes.json"  # the S-shapedness index (shapes-index)
+DETECT_CELLS = "data/detect"  # <cell>.parquet per sweep cell
+DETECT_RECORDS = "metrics/detection/cells"  # <cell>.json per sweep cell
+DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
+DETECTION_PLOTS = "plots/detection"
+EXPERT_METRICS = "metrics/expert_labels.json"
 
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"
+FIDELITY_CSV = "plots/fidelity.csv"
+REFINE_CSV = "plots/refine.csv"
 REPORT = "report.md"
+
+
+def plot(name: str) -> str:
+    """``plots/<name>``: the report's and the stages' figures and their CSV data."""
+    return f"plots/{name}"
 
 
 def method_scores(method: str) -> str:
@@ -27,3 +45,11 @@ def method_scores(method: str) -> str:
 
 def method_diagnostics(method: str) -> str:
     return f"{METHODS_DIR}/{method}.json"
+
+
+def detect_cell_table(cell: str) -> str:
+    return f"{DETECT_CELLS}/{cell}.parquet"
+
+
+def detect_cell_record(cell: str) -> str:
+    return f"{DETECT_RECORDS}/{cell}.json"

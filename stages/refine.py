@@ -11,6 +11,7 @@ from sampleval.data.prepared import load_prepared
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
 from stages._common import log, main, start
+from stages.paths import PREPARED, REFINE_CSV, REFINE_METRICS, plot
 
 
 @main
@@ -19,7 +20,7 @@ def run(argv=None) -> None:
     r, inf = params["refine"], params["influence"]
     t0 = time.perf_counter()
     setup = rf.RefineSetup(
-        prepared=load_prepared("data/prepared"),
+        prepared=load_prepared(PREPARED),
         cfg=TrainConfig.from_params(params),
         ranking=r["ranking"],
         dcs_score=r["dcs_score"],
@@ -44,10 +45,10 @@ def run(argv=None) -> None:
         **rf.summarize(table, alpha=params["stats"]["alpha"], n_bootstrap=params["stats"]["n_bootstrap"]),
         "dcs_tracking": rf.dcs_tracks_quality(table),
     }
-    write_json("metrics/refine.json", out)
-    with atomic_path("plots/refine.csv") as tmp:
+    write_json(REFINE_METRICS, out)
+    with atomic_path(REFINE_CSV) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    rf.refine_plot(table, out, "plots/refine.png")
+    rf.refine_plot(table, out, plot("refine.png"))
     last = f"round_{r['rounds']}"
     log.info(
         "refine (%s, %d seeds, %.1f s): test accuracy refined %.4f vs random %.4f at %s (p %.3g); DCS %.3f -> %.3f",

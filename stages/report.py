@@ -11,6 +11,7 @@ from sampleval.cells import load_cells
 from sampleval.io import atomic_path, write_text
 from sampleval.report import ReportInputs, render_report
 from stages._common import main, start
+from stages.paths import DETECTION, FIDELITY_METRICS, INFLUENCE_METRICS, REFINE_METRICS, REPORT, SCORES, STATS_METRICS, SUBSETS, TRAIN_CURVE, TRAIN_METRICS, plot
 
 
 def _csv(df: pd.DataFrame, path: str) -> None:
@@ -27,28 +28,28 @@ def run(argv=None) -> None:
     params = start("report")
     sub, metric = params["subsets"], params["stats"]["metric"]
     score_col = sub["scores"][0]  # the histogram and sorted-score figures show the first ranking
-    table = pd.read_parquet("data/influence/scores.parquet")
+    table = pd.read_parquet(SCORES)
     inputs = ReportInputs(
-        train=_json("metrics/train.json"), influence=_json("metrics/influence.json"), stats=_json("metrics/stats.json"),
-        params=params, fidelity=_json("metrics/fidelity.json"), cells=load_cells(sub),
-        extra={"detection": _json("metrics/detection/summary.json"), "refine": _json("metrics/refine.json")},
+        train=_json(TRAIN_METRICS), influence=_json(INFLUENCE_METRICS), stats=_json(STATS_METRICS),
+        params=params, fidelity=_json(FIDELITY_METRICS), cells=load_cells(sub, SUBSETS),
+        extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS)},
     )
 
-    plots.train_curve_plot(pd.read_csv("plots/train_curve.csv"), inputs.train["best_epoch"], "plots/train_curve.png")
-    plots.influence_histogram(table, score_col, "plots/influence_hist.png")
+    plots.train_curve_plot(pd.read_csv(TRAIN_CURVE), inputs.train["best_epoch"], plot("train_curve.png"))
+    plots.influence_histogram(table, score_col, plot("influence_hist.png"))
     ordered = plots.sorted_scores(table, score_col)
-    _csv(ordered, "plots/sorted_scores.csv")
-    plots.sorted_scores_plot(ordered, score_col, inputs.influence[score_col]["s_shapedness"], "plots/sorted_scores.png")
+    _csv(ordered, plot("sorted_scores.csv"))
+    plots.sorted_scores_plot(ordered, score_col, inputs.influence[score_col]["s_shapedness"], plot("sorted_scores.png"))
     det = plots.detection_table(table, params["influence"]["methods"])  # all zeros when nothing was flipped
-    _csv(det, "plots/detection.csv")
-    plots.detection_plot(det, "plots/detection.png")
+    _csv(det, plot("detection.csv"))
+    plots.detection_plot(det, plot("detection.png"))
     subsets = plots.subsets_table(inputs.cells, metric)
-    _csv(subsets, "plots/subsets.csv")
-    plots.subsets_plot(subsets, metric, inputs.train["test"][metric], "plots/subsets.png")
+    _csv(subsets, plot("subsets.csv"))
+    plots.subsets_plot(subsets, metric, inputs.train["test"][metric], plot("subsets.png"))
     comp = plots.composition_table(inputs.cells)
-    _csv(comp, "plots/composition.csv")
-    plots.composition_heatmap(comp, "plots/composition.png")
-    write_text("report.md", render_report(inputs))
+    _csv(comp, plot("composition.csv"))
+    plots.composition_heatmap(comp, plot("composition.png"))
+    write_text(REPORT, render_report(inputs))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from sampleval import score_shapes as sh
 from sampleval.data.prepared import load_prepared
 from sampleval.io import atomic_path, write_json
 from stages._common import log, main, start
+from stages.paths import DETECT_CELLS, DETECT_RECORDS, PREPARED, SCORE_SHAPES_METRICS, plot
 
-CELLS = Path("data/detect")
-RECORDS = Path("metrics/detection/cells")
+CELLS = Path(DETECT_CELLS)
+RECORDS = Path(DETECT_RECORDS)
 
 
 def _csv(df: pd.DataFrame, path: str) -> None:
@@ -42,15 +43,15 @@ def run(argv=None) -> None:
         raise FileNotFoundError(f"no detection cells in {CELLS}/; run `dvc repro detect` first")
     cells = {p.stem: pd.read_parquet(p) for p in paths}
     records = {p.stem: json.loads((RECORDS / f"{p.stem}.json").read_text()) for p in paths if (RECORDS / f"{p.stem}.json").exists()}
-    tr = load_prepared("data/prepared").split("train")
+    tr = load_prepared(PREPARED).split("train")
     images = dict(zip(tr.ids, tr.x))
     metrics, curves, bands, perf = sh.analyse(cells, s["ranking"], images, s["knn"], records)
-    write_json("metrics/score_shapes.json", metrics)
-    _csv(curves, "plots/score_shapes_sorted.csv")
-    _csv(bands, "plots/score_shapes_bands.csv")
-    _csv(perf, "plots/score_shapes_threshold.csv")
-    sh.shapes_plot(curves, metrics, "plots/score_shapes_sorted.png")
-    sh.threshold_plot(perf, bands, "plots/score_shapes_threshold.png")
+    write_json(SCORE_SHAPES_METRICS, metrics)
+    _csv(curves, plot("score_shapes_sorted.csv"))
+    _csv(bands, plot("score_shapes_bands.csv"))
+    _csv(perf, plot("score_shapes_threshold.csv"))
+    sh.shapes_plot(curves, metrics, plot("score_shapes_sorted.png"))
+    sh.threshold_plot(perf, bands, plot("score_shapes_threshold.png"))
     if metrics["missing_performance"]:
         log.info("no test accuracy/loss recorded for cell(s) %s: the threshold plot lacks them", ", ".join(metrics["missing_performance"]))
     for name, m in metrics["cells"].items():

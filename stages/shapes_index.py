@@ -16,30 +16,31 @@ from sampleval.io import write_json
 from sampleval.models import build_model
 from sampleval.training import TrainConfig, list_checkpoints, load_checkpoint, make_loss, target_tensor
 from stages._common import log, main, start
+from stages.paths import CHECKPOINTS, MODEL, PREPARED, SCORES, SHAPES_METRICS
 
 
 @main
 def run(argv=None) -> None:
     params = start("shapes-index")
-    prepared = load_prepared("data/prepared")
+    prepared = load_prepared(PREPARED)
     tr, va = prepared.split("train"), prepared.split("val")
     cfg = TrainConfig.from_params(params)
     methods = params["influence"]["methods"]
-    table = pd.read_parquet("data/influence/scores.parquet")
+    table = pd.read_parquet(SCORES)
     columns = {m: table[m].to_numpy(float) for m in methods if m in table}
     per_val, ids = np.zeros((0, len(tr.x))), []
     if prepared.task == "multiclass":
         model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
-        model.load_state_dict(load_checkpoint("models/model.pt")["model"])
+        model.load_state_dict(load_checkpoint(MODEL)["model"])
         wrong = shapes.misclassified(model, va.x, va.y)
         loss_fn = make_loss(prepared.task, cfg, tr.y)
-        per_val = shapes.per_sample_tracin(model, loss_fn, load_checkpoints(list_checkpoints("models/checkpoints")),
+        per_val = shapes.per_sample_tracin(model, loss_fn, load_checkpoints(list_checkpoints(CHECKPOINTS)),
                                            (tr.x, target_tensor(tr.y, prepared.task)), (va.x, target_tensor(va.y, prepared.task)), wrong,
                                            batch_size=params["influence"]["batch_size"], method=params["influence"]["tracin_method"])
         ids = list(va.ids[wrong])
     flipped = table["flipped"].to_numpy(bool) if "flipped" in table else None
     out = shapes.aggregate_and_per_sample(columns, per_val, ids, flipped)
-    write_json("metrics/shapes.json", out)
+    write_json(SHAPES_METRICS, out)
     log.info("S-shapedness (larger = more S-shaped): aggregate tracin %s; %d misclassified validation samples: %s",
              out["aggregate"].get("tracin"), len(ids), out["per_misclassified_val"]["summary"])
 

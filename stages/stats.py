@@ -7,13 +7,14 @@ from sampleval.cells import comparisons, load_cells
 from sampleval.io import write_json
 from sampleval.stats import compare
 from stages._common import log, main, start
+from stages.paths import STATS_METRICS, SUBSETS
 
 
 @main
 def run(argv=None) -> None:
     params = start("stats")
     sub, cfg = params["subsets"], params["stats"]
-    cells = load_cells(sub)
+    cells = load_cells(sub, SUBSETS)
     rows = compare(comparisons(sub, cells, cfg["metric"]), cfg["alpha"], cfg["n_bootstrap"])
     distinct = [r for r in rows if r["same_as"] is None]
     out = {
@@ -26,7 +27,7 @@ def run(argv=None) -> None:
         "warnings": [f"{r['name']}: min attainable p {r['min_attainable_p']:.4g} > alpha" for r in distinct if not r["alpha_reachable"]],
         "comparisons": {r["name"]: r for r in rows},
     }
-    write_json("metrics/stats.json", out)
+    write_json(STATS_METRICS, out)
     for r in rows:
         log.info("%s vs %s: diff %+.4f, p %.4g, BH q %.4g, d_z %s%s", r["name"], r["control_name"], r["mean_diff"], r["p"], r["p_bh"], r["cohen_dz"],
                  f" (same subsets as {r['same_as']})" if r["same_as"] else "")

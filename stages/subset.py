@@ -18,6 +18,7 @@ from sampleval.io import write_json
 from sampleval.subsets import RANDOM
 from sampleval.training import TrainConfig
 from stages._common import log, main, start
+from stages.paths import PREPARED, SUBSETS, method_scores
 
 
 @main
@@ -32,16 +33,16 @@ def run(argv=None) -> None:
         raise ValueError(f"--ranking {args.ranking} with --strategy {args.strategy}: controls (*-random) take --ranking random, strategies a score column")
     key = CellKey(args.ranking, args.variant, args.strategy, args.fraction)
     params = start(f"subset:{key.name}", baseline=args.ranking != RANDOM)
-    prepared = load_prepared("data/prepared")
+    prepared = load_prepared(PREPARED)
     scores = None
     if args.ranking != RANDOM:
         # one estimator's own file: adding a ranking or an estimator reruns no other cell
-        scores = pd.read_parquet(f"data/influence/methods/{args.ranking}.parquet", columns=["sample_id", args.ranking])
+        scores = pd.read_parquet(method_scores(args.ranking), columns=["sample_id", args.ranking])
     result = run_subset_cell(
         prepared, TrainConfig.from_params(params), args.strategy, args.fraction, params["subsets"]["seeds"], args.variant,
         scores, None if args.ranking == RANDOM else args.ranking,
     )
-    write_json(str(key.path()), result)
+    write_json(str(key.path(SUBSETS)), result)
     log.info("%s: mean test %s", key.name, result["mean"])
 
 
