@@ -26,7 +26,7 @@ def run(argv=None) -> None:
         dcs_score=r["dcs_score"],
         rounds=r["rounds"],
         fraction=r["fraction"],
-        influence={k: inf[k] for k in ("batch_size", "damping", "cg_iterations", "tracin_method")},
+        influence={k: inf[k] for k in ("batch_size", "damping", "cg_iterations", "tracin_method", "options")},
         heldout_fraction=r["heldout_fraction"],
         split_seed=params["seed"],
     )

@@ -398,7 +398,8 @@ def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
 
     from test_e2e import make_repo
 
-    repo = make_repo(tmp_path, lambda p: (p["data"].update(limit=300), p["influence"].update(methods=["tracin"]), p["train"].update(epochs=2)))
+    repo = make_repo(tmp_path, lambda p: (p["data"].update(limit=300), p["influence"].update(methods=["tracin"]),
+                                          p["subsets"].update(scores=["tracin"]), p["train"].update(epochs=2)))
     ran = lambda out: set(re.findall(r"Running stage '([^']+)'", out))  # noqa: E731
     first = _dvc_run(repo, "repro", "train")
     assert first.returncode == 0, first.stderr[-3000:]
