@@ -412,7 +412,7 @@ def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
     bad = _dvc_run(repo, "repro", "train")
     assert bad.returncode != 0
     errors = [line for line in (bad.stdout + bad.stderr).splitlines() if line.startswith("error:")]
-    assert errors == ["error: params: unknown key 'foo' (allowed here: checks, data, fidelity, influence, model, noise, seed, stats, subsets, train)"]
+    assert errors == ["error: params: unknown key 'foo' (allowed here: checks, data, detect, fidelity, influence, model, noise, refine, seed, shapes, stats, subsets, train)"]
     assert ran(bad.stdout) == {"check-params"} and outputs() == before
 
     (repo / "params.yaml").write_text(params_text)
