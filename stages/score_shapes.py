@@ -8,12 +8,15 @@ images come from data/prepared (the isolation analysis). See sampleval/score_sha
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sampleval import score_shapes as sh
 from sampleval.data.prepared import load_prepared
+from sampleval.prepare import prepare_dataset
 from sampleval.io import atomic_path, write_json
 from stages._common import log, main, start
 from stages.paths import DETECT_CELLS, DETECT_RECORDS, PREPARED, SCORE_SHAPES_METRICS, plot
@@ -25,6 +28,20 @@ RECORDS = Path(DETECT_RECORDS)
 def _csv(df: pd.DataFrame, path: str) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _sweep_training_images(params: dict) -> dict:
+    """``sample_id -> image`` of the sweep's training split. The sweep always runs on the
+    digits with the project's split (sampleval.detection.cell.digits_data); with another
+    data source configured, those digits are prepared here in a temporary folder."""
+    if params["data"]["source"] == "digits":
+        tr = load_prepared(PREPARED).split("train")
+        return dict(zip(tr.ids, tr.x))
+    with tempfile.TemporaryDirectory() as tmp:
+        digits = {**params["data"], "source": "digits", "root": None}
+        prepare_dataset(digits, {"kind": "none", "rate": 0.0, "pairs": [], "splits": ["train"]}, params["seed"], Path(tmp) / "prepared")
+        tr = load_prepared(Path(tmp) / "prepared").split("train")
+        return dict(zip(tr.ids, np.array(tr.x)))
 
 
 @main
@@ -43,8 +60,7 @@ def run(argv=None) -> None:
         raise FileNotFoundError(f"no detection cells in {CELLS}/; run `dvc repro detect` first")
     cells = {p.stem: pd.read_parquet(p) for p in paths}
     records = {p.stem: json.loads((RECORDS / f"{p.stem}.json").read_text()) for p in paths if (RECORDS / f"{p.stem}.json").exists()}
-    tr = load_prepared(PREPARED).split("train")
-    images = dict(zip(tr.ids, tr.x))
+    images = _sweep_training_images(params)
     metrics, curves, bands, perf = sh.analyse(cells, s["ranking"], images, s["knn"], records)
     write_json(SCORE_SHAPES_METRICS, metrics)
     _csv(curves, plot("score_shapes_sorted.csv"))
