@@ -234,6 +234,15 @@ SCHEMA: dict[str, Any] = {
     "checks": {
         "allow_chance_level": BOOL,
     },
+    # where independent jobs run: sampleval/compute.py
+    "compute": {
+        "backend": choice("local", "ray"),
+        "workers": Spec(lambda x: x == "auto" or (_integral(x) and 1 <= x <= 4096), "auto (the number of cores) or an integer >= 1"),
+        "address": Spec(lambda x: x is None or (isinstance(x, str) and (x == "auto" or ":" in x)),
+                        "null (start a local Ray instance), auto (the `ray start --head` cluster here) or host:port"),
+        "gpus_per_job": number(0, 64),
+        "max_retries": integer(0, 100),
+    },
     # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
     "refine": {
         "ranking": choice(*ESTIMATORS),
