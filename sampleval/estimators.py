@@ -102,6 +102,26 @@ class CleanlabOptions:
     )
 
 
+@dataclass(frozen=True)
+class EkfacOptions:
+    damping: float | None = option(
+        None, _null_or(_positive), "null (Kronfluence's heuristic: 0.1 x the mean eigenvalue of each layer) or a positive number"
+    )
+    self_influence: bool = option(True, lambda x: isinstance(x, bool), "true or false (compute ekfac_self_influence)")
+    query_batch_size: int = option(64, _int(1), "a positive integer (validation samples per Kronfluence query batch)")
+
+
+@dataclass(frozen=True)
+class TrakOptions:
+    models: int = option(8, _int(1), "a positive integer (independently trained models in the ensemble)")
+    proj_dim: int = option(512, _int(1), "a positive integer (random projection dimension)")
+    regularization: float = option(
+        0.0, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0,
+        "a number >= 0 (added to the diagonal of the projected-gradient kernel before inversion)",
+    )
+    cache: str | None = option("data/cache/trak", _null_or(lambda x: isinstance(x, str) and x != ""), "null (no cache) or a folder for the job cache")
+
+
 # --------------------------------------------------------------------------- entries
 
 
@@ -134,6 +154,8 @@ ESTIMATORS: dict[str, Estimator] = {
         Estimator("if_diag", _M + "hessian:estimate_if_diag", SIGNED, IfDiagOptions),
         Estimator("loss", _M + "baselines:estimate_loss", SIGNED),
         Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions),
+        Estimator("ekfac", _M + "ekfac:estimate_ekfac", SIGNED, EkfacOptions, ("ekfac_self_influence",)),
+        Estimator("trak", _M + "trak:estimate_trak", SIGNED, TrakOptions),
     ]
 }
 

@@ -8,5 +8,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test,ray]"
+.venv/bin/python -m pip install --quiet -e ".[test,ray,peers]"
 .venv/bin/python -c "import torch, torchvision, captum, dvc; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| captum', captum.__version__)"

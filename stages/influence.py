@@ -13,6 +13,7 @@ import argparse
 
 import pandas as pd
 
+from sampleval.compute import Compute
 from sampleval.data.prepared import load_prepared
 from sampleval.influence import make_context, run_estimator
 from sampleval.io import write_json, write_parquet
@@ -33,6 +34,7 @@ def run(argv=None) -> None:
     ctx = make_context(
         prepared, cfg, paths.CHECKPOINTS, paths.MODEL, inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
         inf["tracin_method"], pick_device(cfg.device), options=inf["options"],
+        compute=Compute.from_params(params),  # trak's ensemble runs as jobs (the compute section)
     )
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})

@@ -111,6 +111,7 @@ def influence_context(prepared, result, cfg, influence: dict, seed: int):
         device=torch.device("cpu"),
         final_epoch=result.best_epoch,
         options=dict(influence.get("options") or {}),
+        train_config=cfg,  # trak retrains its ensemble with the cell's recipe
     )
 
 

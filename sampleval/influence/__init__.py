@@ -57,10 +57,11 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
 
 def make_context(
     prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "central",
-    device: torch.device | None = None, options: dict | None = None,
+    device: torch.device | None = None, options: dict | None = None, compute=None,
 ) -> InfluenceContext:
     """Everything an estimator needs, from the prepared data and the training outputs.
-    ``options``: ``influence.options`` from params (estimator name -> dict)."""
+    ``options``: ``influence.options`` from params (estimator name -> dict); ``compute``: where
+    the estimators that run jobs (trak's ensemble) run them (None: serially here)."""
     from ..models import build_model
     from ..training import make_loss
 
@@ -85,4 +86,6 @@ def make_context(
         device=device or torch.device("cpu"),
         channels_last=cfg.channels_last,
         options=dict(options or {}),
+        train_config=cfg,
+        compute=compute,
     )

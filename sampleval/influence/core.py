@@ -325,6 +325,8 @@ class InfluenceContext:
     channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
     final_epoch: int | None = None  # the epoch selected on validation (``up_to_selected`` needs it)
     options: dict = field(default_factory=dict)
+    train_config: object | None = None  # the baseline's TrainConfig: estimators that retrain (trak) reuse its recipe
+    compute: object | None = None  # sampleval.compute.Compute for estimators that run jobs (trak); None = serial
     extra: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
 
