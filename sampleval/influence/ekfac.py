@@ -93,8 +93,8 @@ def ekfac_scores(
     model = prepare_model(copy.deepcopy(model).eval(), ktask)  # wraps Linear/Conv2d in place: a copy
     train_ds, val_ds = _Data(*train), _Data(*val)
     times = {}
-    torch.manual_seed(seed)  # the sampled labels of the true Fisher
-    with tempfile.TemporaryDirectory(prefix="sampleval-ekfac-") as out, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix="sampleval-ekfac-") as out, warnings.catch_warnings(), torch.random.fork_rng():
+        torch.manual_seed(seed)  # the labels sampled for the true Fisher; the caller's RNG state is restored afterwards
         warnings.filterwarnings("ignore", message=".*GradScaler.*", category=FutureWarning)
         analyzer = Analyzer(analysis_name="sampleval", model=model, task=ktask, cpu=True, disable_tqdm=True, disable_model_save=True, output_dir=out)
         t0 = time.perf_counter()
