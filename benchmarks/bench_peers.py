@@ -194,7 +194,8 @@ def main() -> None:
     train_s = float(np.median(train_times))
     out = [f"# The field's estimators against ours (benchmarks/bench_peers.py)\n", *lines, "",
            f"One training run of the default recipe: {train_s:.2f} s (median of {', '.join(f'{t:.2f}' for t in train_times)} s: "
-           "at the start, after the estimators, at the end; the machine's load changes within a run). Command: `python benchmarks/bench_peers.py --root {args.root} --models {args.models} --workers {args.workers}`.", "",
+           "at the start, after the estimators, at the end; the machine's load changes within a run). "
+           f"Command: `python benchmarks/bench_peers.py --root {args.root} --models {args.models} --workers {args.workers}`.", "",
            "| method | library | compute s | / training run | flip AUROC | LDS |", "|---|---|---|---|---|---|"]
     for name, lib, s, auroc in rows:
         l = lds.get(name)
@@ -209,7 +210,8 @@ def main() -> None:
     for m in sizes:
         g = groups[m]
         out.append(f"| {m} | {lds[f'trak, 512-dim, {m} models (training included)']:.3f} | {np.mean(g):.3f} | {min(g):.3f} | {max(g):.3f} | {len(g)} |")
-    out += ["", f"TRAK per model: {per_model_s:.2f} s (training + features; features alone {trak_feat_s:.2f} s); "
+    out += ["", f"TRAK per model: {per_model_s:.2f} s (training + features; features alone {trak_feat_s:.2f} s, "
+            f"{trak_feat_s / (per_model_s - trak_feat_s):.1f}x that job's own training); "
             f"ensemble of {args.models} in {wall:.1f} s wall on {args.workers} workers (0 if read from the job cache)."]
     text = "\n".join(out) + "\n"
     print(text)
