@@ -79,6 +79,19 @@ class Compute:
 SERIAL = Compute()
 
 
+def pack_mask(mask) -> str:
+    """A boolean mask as a short JSON-friendly string (hex of its packed bits): a job spec."""
+    import numpy as np
+
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int):
+    import numpy as np
+
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8), count=n).astype(bool)
+
+
 # --- job cache ----------------------------------------------------------------------------
 
 def _canonical(obj: Any) -> str:
@@ -119,6 +132,9 @@ class JobCache:
 
     root: Path
     shared_fingerprint: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
 
     def key(self, fn: Callable, job: Any) -> str:
         text = _canonical([fn.__module__, fn.__qualname__, job, self.shared_fingerprint, _CODE()])

@@ -242,6 +242,7 @@ SCHEMA: dict[str, Any] = {
                         "null (start a local Ray instance), auto (the `ray start --head` cluster here) or host:port"),
         "gpus_per_job": number(0, 64),
         "max_retries": integer(0, 100),
+        "job_cache": BOOL,
     },
     # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
     "refine": {

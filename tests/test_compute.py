@@ -52,7 +52,7 @@ def test_failing_job_is_named(data):
 
 
 def test_cache_reads_back_and_runs_only_new_jobs(data, tmp_path, capsys):
-    cache = JobCache(tmp_path, "data-v1")
+    cache = JobCache(str(tmp_path), "data-v1")  # a str root as from stages.paths
     first = run_jobs(_train_tiny, [0, 1], Compute(workers=1), shared=data, cache=cache)
     assert len(list(tmp_path.glob("*.json"))) == 2
     second = run_jobs(_train_tiny, [0, 1, 2], Compute(workers=1), shared=data, cache=cache)
