@@ -247,7 +247,7 @@ SCHEMA: dict[str, Any] = {
     # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
     "refine": {
         "ranking": choice(*ESTIMATORS),
-        "dcs_score": choice(*(e for e in ESTIMATORS if e not in ("self_influence", "loss", "cleanlab"))),  # signed influence only
+        "dcs_score": choice(*estimators.signed_influences()),
         "rounds": integer(1, 50),
         "fraction": number(0, 0.5, lo_open=True, hi_open=True),
         "seeds": seed_list(6),
