@@ -35,7 +35,7 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
 
     def tiny(p):
-        p["data"]["limit"] = 300
+        p["data"]["limit"] = 400  # as tests/test_e2e.py
         p["compute"]["workers"] = 1  # two experiments at once, one core each
 
     repo = make_repo(base, tiny)
