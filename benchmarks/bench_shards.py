@@ -106,6 +106,9 @@ def main() -> None:
     print(f"data: {n_train} train, {n_val} val, {len(ck)} checkpoints, batch {bs}, method {method}")
 
     # --- part 1: sharded influence -------------------------------------------------------
+    # the first pool of a process also starts the fork server (kept for later pools): not in any row below
+    _, t_fs = timed(lambda: run_jobs(empty_job, [0, 1], local2))
+    print(f"first local pool of this process (fork server start, 2 empty jobs): {t_fs:.2f} s")
     whole, t1 = best_of(lambda: tracin_scores(ctx.model, ctx.loss_fn, ck, ctx.train, ctx.val, bs, progress=False, method=method))
     job2, t2j = timed(lambda: sharded_scores("tracin", ctx.model, ctx.loss_fn, ck, ctx.train, ctx.val, bs, 2, local2, method, val_grad="job"))
     drv2, t2d = timed(lambda: sharded_scores("tracin", ctx.model, ctx.loss_fn, ck, ctx.train, ctx.val, bs, 2, local2, method, val_grad="driver"))

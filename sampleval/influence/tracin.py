@@ -35,7 +35,17 @@ prepared data in the shared object, and computes the summed validation gradient 
 checkpoint itself (``val_grad='job'``; ``'driver'`` computes it once here and ships it).
 Shard boundaries are batch boundaries of the unsharded run (:func:`~.core.batch_bounds`),
 so every sample is scored in the same batch: the merged columns equal the unsharded ones
-bit for bit on the CPU (tests/test_shards.py).
+bit for bit on the CPU, in float64 and float32 alike, as long as the jobs use the same torch
+thread count (``train.cpu_threads``, which the executor sets): tests/test_shards.py (float64),
+benchmarks/RESULTS-scale.md (the default float32 parquet, byte for byte). Elsewhere (GPUs,
+another thread count or CPU kind) bits are not promised: expect per column
+``|sharded - unsharded| <= 1e-4 * max |score|`` in float32 (on the default data 1 vs 2 CPU
+threads differ by 2e-5 of it), below the central difference's own error of a few 1e-4.
+
+Why the gradient is computed in each job: with as many shards as workers (``auto``), each job
+spends the gradient's time either way (in the driver it runs before the jobs), yet in the job
+it runs on the job's own device (a Ray GPU, when the driver has none) and nothing extra is
+shipped. ``'driver'`` is cheaper only with more shards than workers.
 """
 from __future__ import annotations
 
