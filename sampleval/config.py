@@ -199,6 +199,8 @@ SCHEMA: dict[str, Any] = {
         "damping": number(0, 1e6),
         "cg_iterations": integer(1, 10000),
         "tracin_method": choice("central", "jvp"),
+        "shards": Spec(lambda x: x == "auto" or (_integral(x) and 1 <= x <= 100000), "auto (= compute.workers) or an integer >= 1",
+                       coerce=lambda x: x if x == "auto" else int(x)),
         "explain_top_k": integer(1, 100),
         "explain_n_test": integer(0, 1000),
         "options": estimator_options_schema(),
