@@ -26,6 +26,7 @@ DETECT_RECORDS = "metrics/detection/cells"  # <cell>.json per sweep cell
 DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
 DETECTION_PLOTS = "plots/detection"
 EXPERT_METRICS = "metrics/expert_labels.json"
+JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.compute.JobCache
 
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"
@@ -53,3 +54,8 @@ def detect_cell_table(cell: str) -> str:
 
 def detect_cell_record(cell: str) -> str:
     return f"{DETECT_RECORDS}/{cell}.json"
+
+
+def job_cache(stage: str) -> str:
+    """``data/jobs/<stage>``: finished jobs of one stage, by key (``compute.job_cache``)."""
+    return f"{JOBS}/{stage}"
