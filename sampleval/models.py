@@ -91,6 +91,11 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"model.pretrained = {pretrained} holds a {type(state).__name__}, not a state dict; use the torchvision .pth file")
+    if name == "densenet121":  # torchvision's published file uses the old key names ("norm.1"); its loader renames them so
+        import re
+
+        pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+        state = {(m.group(1) + m.group(2)) if (m := pattern.match(k)) else k: v for k, v in state.items()}
     own = model.state_dict()
     matching = [k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)]
     if not matching:
@@ -101,6 +106,9 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str) -> None:
         state = dict(state)
         state[first] = state[first].repeat(1, 3, 1, 1) / 3.0
     missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False)
+    body = [k for k in missing if not k.startswith(("fc.", "classifier."))]  # the classifier is replaced anyway
+    if body:
+        raise ValueError(f"model.pretrained = {pretrained} lacks {len(body)} of {name}'s tensors (e.g. {body[0]}); use torchvision's {name} weights file")
     log.info("loaded pretrained weights from %s (%d tensors; missing %d, ignored %d)", path, len(own) - len(missing), len(missing),
              len(state) - (len(own) - len(missing)))
 

@@ -312,3 +312,20 @@ def test_influence_estimators_run_unchanged_on_a_table(tmp_path):
     for method in ("tracin", "if_cg", "loss"):
         scores = run_estimator(method, ctx)[method]
         assert len(scores) == len(prep.split("train").y) and np.isfinite(scores).all()
+
+
+def test_densenet_file_with_torchvisions_published_key_names(tmp_path):
+    """torchvision's densenet121-a639ec97.pth says 'norm.1' where the module says 'norm1'; it must load fully."""
+    import re
+
+    import torchvision
+
+    from sampleval.models import build_model
+
+    ref = torchvision.models.densenet121(weights=None).state_dict()
+    published = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", k): v for k, v in ref.items()}
+    assert published.keys() != ref.keys()
+    torch.save(published, tmp_path / "densenet121.pth")
+    model = build_model("densenet121", 3, 2, 32, pretrained=str(tmp_path / "densenet121.pth"))
+    key = "features.denseblock1.denselayer1.norm1.weight"
+    assert torch.equal(model.net.state_dict()[key], ref[key])
