@@ -138,7 +138,14 @@ def class_pairs() -> Spec:
     return Spec(check, "a list of [source, target] class pairs with source != target")
 
 
-MODELS = ("small_cnn", "resnet18", "densenet121")
+MODELS = ("small_cnn", "resnet18", "densenet121", "logistic", "mlp")
+TABLE_MODELS = ("logistic", "mlp")
+SOURCES = ("digits", "nih14", "chexpert", "table", "imagefolder", "manifest")
+IMAGE_FILE_SOURCES = ("imagefolder", "manifest")  # your own images: size and channels from the data
+NONEMPTY = Spec(lambda x: isinstance(x, str) and x != "", "a column name")
+OPTIONAL_NAME = Spec(lambda x: x is None or (isinstance(x, str) and x != ""), "null or a column name")
+OPTIONAL_NAMES = Spec(lambda x: x is None or (isinstance(x, list) and len(x) >= 1 and len(set(x)) == len(x) and all(isinstance(v, str) and v for v in x)),
+                      "null or a list of distinct column names")
 ESTIMATORS = tuple(estimators.ESTIMATORS)  # the registry's names (sampleval/estimators.py)
 
 
@@ -154,15 +161,27 @@ def estimator_options_schema() -> dict:
 SCHEMA: dict[str, Any] = {
     "seed": integer(0),
     "data": {
-        "source": choice("digits", "nih14", "chexpert"),
+        "source": choice(*SOURCES),
         "root": OPTIONAL_PATH,
         "val_fraction": number(0, 1, lo_open=True, hi_open=True),
         "test_fraction": number(0, 1, lo_open=True, hi_open=True),
         "limit": Spec(lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool) and x > 0), "null or a positive integer"),
-        "image_size": integer(8, 1024),
+        "image_size": Spec(lambda x: x is None or integer(8, 1024).check(x), "an integer in [8, 1024], or null (imagefolder/manifest: the images' own size)",
+                           coerce=lambda x: None if x is None else int(x)),
         "on_bad_image": choice("fail", "skip"),
         "uncertainty": choice("ones", "zeros", "ignore"),
         "frontal_only": BOOL,
+        # your own data (issue 13; README "Use your own data"): table, imagefolder, manifest
+        "file": OPTIONAL_PATH,
+        "label_column": NONEMPTY,
+        "path_column": NONEMPTY,
+        "group_column": OPTIONAL_NAME,
+        "id_column": OPTIONAL_NAME,
+        "finding_columns": OPTIONAL_NAMES,
+        "label_separator": Spec(lambda x: x is None or (isinstance(x, str) and len(x) >= 1), "null or a separator string such as '|'"),
+        "feature_columns": OPTIONAL_NAMES,
+        "categorical_columns": OPTIONAL_NAMES,
+        "channels": Spec(lambda x: x in ("auto", 1, 3), "auto (RGB when any image has colour, else grayscale), 1 or 3"),
     },
     "noise": {
         "kind": choice("none", "uniform", "pairwise"),
@@ -374,13 +393,43 @@ def check_consistency(params: dict) -> None:
             f"params: {n_seeds} 'subsets.seeds' cannot reach 'stats.alpha' = {alpha}: the exact paired test's smallest "
             f"p is 2/2^{n_seeds} = {2 / 2**n_seeds:.4g}; use at least {need} seeds or a larger alpha"
         )
-    if params["data"]["source"] != "digits" and "stratified" in params["subsets"]["variants"]:
-        raise ParamsError("params: 'subsets.variants' may include 'stratified' only for multi-class data (digits); use [global] for chest X-rays")
+    if not is_multiclass(params["data"]) and "stratified" in params["subsets"]["variants"]:
+        raise ParamsError("params: 'subsets.variants' may include 'stratified' only for multi-class data (digits, table, imagefolder, a "
+                          "single-label manifest); use [global] for multi-label data")
+    check_own_data(params)
     if params["refine"]["rounds"] * params["refine"]["fraction"] >= 1:
         raise ParamsError("params: 'refine.rounds' * 'refine.fraction' must be below 1 (the rounds would remove the whole training set)")
-    if params["data"]["source"] == "digits" and params["model"]["name"] != "small_cnn" and params["data"]["image_size"] < 32:
+    if params["data"]["source"] in ("digits",) + IMAGE_FILE_SOURCES and params["model"]["name"] in ("resnet18", "densenet121") \
+            and params["data"]["image_size"] is not None and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
     check_detect(params["detect"])
+
+
+def is_multiclass(data: dict) -> bool:
+    """Single-label data: digits, table, imagefolder, a manifest without finding columns or separator."""
+    if data["source"] in ("nih14", "chexpert"):
+        return False
+    return not (data["source"] == "manifest" and (data["finding_columns"] or data["label_separator"]))
+
+
+def check_own_data(params: dict) -> None:
+    """Cross-key rules of the data sources (issue 13): each source's required keys, models that fit it."""
+    data, model = params["data"], params["model"]["name"]
+    source = data["source"]
+    if (source == "table") != (model in TABLE_MODELS):
+        raise ParamsError(f"params: 'model.name' = {model} does not fit 'data.source' = {source}; "
+                          f"tables take {' or '.join(TABLE_MODELS)}, images take small_cnn, resnet18 or densenet121")
+    if source in ("table", "manifest") and data["file"] is None:
+        raise ParamsError(f"params: 'data.file' is null but data.source = {source}; set it to the "
+                          + ("CSV or parquet table (or sklearn:wine)" if source == "table" else "manifest CSV"))
+    if source == "imagefolder" and data["root"] is None:
+        raise ParamsError("params: 'data.root' is null but data.source = imagefolder; set it to the folder of class subfolders")
+    if data["image_size"] is None and source not in IMAGE_FILE_SOURCES:
+        raise ParamsError(f"params: 'data.image_size' may be null only for imagefolder/manifest (the images' own size); give a size for {source}")
+    if source == "manifest" and data["finding_columns"] and data["label_separator"]:
+        raise ParamsError("params: 'data.finding_columns' and 'data.label_separator' are two ways to give multi-label findings; set only one")
+    if source == "table" and params["train"]["augment"]:
+        raise ParamsError("params: 'train.augment' must be false for data.source = table (augmentation shifts image pixels)")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

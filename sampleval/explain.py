@@ -140,6 +140,11 @@ def _lookup(source, key: str):
 
 def _show(ax, image) -> None:
     img = np.asarray(image)
+    if img.ndim == 3 and img.shape[1:] == (1, 1) and img.dtype != np.uint8:  # table features (F, 1, 1): a 1 x F strip
+        ax.imshow(img[:, 0, 0][None, :], cmap="coolwarm", vmin=-3, vmax=3, aspect="auto", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     if img.ndim == 3 and img.shape[0] in (1, 3):
         img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")

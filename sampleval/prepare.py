@@ -1,8 +1,10 @@
 """Build the prepared data set (see :mod:`sampleval.data.prepared`) from a source.
 
 Sources: ``digits`` (embedded, real, 10 classes), ``nih14`` and ``chexpert`` (multi-label,
-user-provided images under ``data.root``). Label noise is injected into the requested
-splits only (multi-class sources), recording the clean label and a ``flipped`` flag.
+user-provided images under ``data.root``), and your own data: ``table`` (a CSV/parquet of
+features, :mod:`sampleval.data.table`), ``imagefolder`` and ``manifest`` (images,
+:mod:`sampleval.data.folders`). Label noise is injected into the requested splits only
+(multi-class sources), recording the clean label and a ``flipped`` flag.
 """
 from __future__ import annotations
 
@@ -30,13 +32,20 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def stratified_limit(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices of a stratified subsample of ``limit`` rows (all rows when null or larger)."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=limit, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
 def _digits(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str]]:
     images, table, classes = load_digits_source()
     if data["limit"] is not None and data["limit"] < len(table):
-        from sklearn.model_selection import train_test_split
-
-        keep, _ = train_test_split(np.arange(len(table)), train_size=data["limit"], stratify=table["label"], random_state=seed)
-        keep = np.sort(keep)
+        keep = stratified_limit(table["label"].to_numpy(), data["limit"], seed)
         images, table = images[keep], table.iloc[keep].reset_index(drop=True)
     table["split"] = stratified_split(table["label"].to_numpy(), data["val_fraction"], data["test_fraction"], seed)
     return resize_images(images, data["image_size"]), table, classes, "multiclass", []
@@ -68,13 +77,46 @@ def _xray(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], s
     return np.asarray(src.images), table, list(src.classes), "multilabel", list(src.skipped)
 
 
+def _table(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str], dict]:
+    """Features as float32 ``(N, F, 1, 1)``; one-hot + standardisation fitted on the training split only."""
+    from .data.table import TableEncoder, load_table
+
+    frame, labels, classes, numeric, categorical = load_table(
+        data["file"], data["label_column"], data["feature_columns"], data["categorical_columns"], data["id_column"]
+    )
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[v] for v in labels], dtype=np.int64)
+    ids = frame[data["id_column"]].astype(str).to_numpy() if data["id_column"] else np.asarray([f"row-{i:06d}" for i in range(len(frame))])
+    keep = stratified_limit(y, data["limit"], seed)
+    frame, y, ids = frame.iloc[keep].reset_index(drop=True), y[keep], ids[keep]
+    table = pd.DataFrame({"sample_id": ids, "label": y})
+    table["split"] = stratified_split(y, data["val_fraction"], data["test_fraction"], seed)
+    encoder = TableEncoder(numeric, categorical).fit(frame[table["split"].to_numpy() == "train"])
+    features = encoder.transform(frame)[:, :, None, None]
+    extra = {"features": encoder.feature_names, "encoding": encoder.describe(), "file": data["file"], "label_column": data["label_column"]}
+    return features, table, classes, "multiclass", [], extra
+
+
+def _folders(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str], dict]:
+    from .data import folders
+
+    return folders.load(data, seed, Path(DECODE_CACHE) / data["source"])
+
+
+LOADERS = {"digits": _digits, "nih14": _xray, "chexpert": _xray, "table": _table, "imagefolder": _folders, "manifest": _folders}
+
+
 def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path) -> dict:
-    loader = _digits if data["source"] == "digits" else _xray
-    images, table, classes, task, skipped = loader(data, seed)
+    images, table, classes, task, skipped, *more = LOADERS[data["source"]](data, seed)
+    source_extra = more[0] if more else {}
     clean = table["label"].copy()
     if noise["kind"] != "none" and noise["rate"] > 0:
         if task != "multiclass":
-            raise ParamsError("params: 'noise.kind' must be none for multi-label sources (nih14, chexpert)")
+            raise ParamsError("params: 'noise.kind' must be none for multi-label sources (nih14, chexpert, a multi-label manifest)")
+        out_of_range = [p for p in noise["pairs"] if max(p) >= len(classes)] if noise["kind"] == "pairwise" else []
+        if out_of_range:
+            raise ParamsError(f"params: 'noise.pairs' {out_of_range} name a class index outside 0..{len(classes) - 1} "
+                              f"(this data's classes: {', '.join(f'{i}={c}' for i, c in enumerate(classes[:12]))}); fix the pairs or set noise.kind")
         eligible = table["split"].isin(noise["splits"]).to_numpy()
         noisy, flipped = inject_noise(
             table["label"].to_numpy(), eligible, noise["kind"], noise["rate"], len(classes), noise["pairs"], np.random.default_rng(seed)
@@ -86,5 +128,5 @@ def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path) -> 
     table["flipped"] = flipped
     table["row"] = np.arange(len(table))
     columns = ["sample_id", "row", "split", "label", "clean_label", "flipped"] + [c for c in ("patient_id", "label_mask") if c in table]
-    extra = {"source": data["source"], "noise": noise, "skipped": skipped}
+    extra = {"source": data["source"], "noise": noise, "skipped": skipped, **source_extra}
     return save_prepared(out_dir, images, table[columns], task, classes, extra)

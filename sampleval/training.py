@@ -80,7 +80,10 @@ def pick_device(choice: str) -> torch.device:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float in [-1, 1]."""
+    """uint8 images in [0, 255] -> float in [-1, 1]; float inputs (table features, already
+    standardised by prepare) are returned as float32, unscaled."""
+    if x.dtype != torch.uint8:
+        return x.float()
     return x.float().div_(127.5).sub_(1.0)
 
 

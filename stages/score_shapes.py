@@ -38,7 +38,7 @@ def _sweep_training_images(params: dict) -> dict:
         tr = load_prepared(PREPARED).split("train")
         return dict(zip(tr.ids, tr.x))
     with tempfile.TemporaryDirectory() as tmp:
-        digits = {**params["data"], "source": "digits", "root": None}
+        digits = {**params["data"], "source": "digits", "root": None, "image_size": 8}  # as the sweep (detection.cell)
         prepare_dataset(digits, {"kind": "none", "rate": 0.0, "pairs": [], "splits": ["train"]}, params["seed"], Path(tmp) / "prepared")
         tr = load_prepared(Path(tmp) / "prepared").split("train")
         return dict(zip(tr.ids, np.array(tr.x)))

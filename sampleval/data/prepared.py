@@ -2,7 +2,9 @@
 
 ``data/prepared/`` holds:
 
-- ``images.npy``: uint8 array ``(N, C, H, W)``, memory-mappable;
+- ``images.npy``: uint8 array ``(N, C, H, W)``, memory-mappable; for the ``table`` source
+  float32 ``(N, F, 1, 1)``: the encoded features, one channel each, used as stored
+  (:func:`sampleval.training.to_float` scales only uint8);
 - ``samples.parquet``: one row per image: ``sample_id`` (str, stable), ``row`` (index
   into images.npy), ``split`` (train/val/test), ``label`` (as trained on), ``clean_label``,
   ``flipped`` (bool), and ``patient_id`` where the source has patients. Multi-class
@@ -29,7 +31,7 @@ class DataError(RuntimeError):
 
 @dataclass
 class Split:
-    x: np.ndarray  # uint8 (n, C, H, W)
+    x: np.ndarray  # uint8 (n, C, H, W), or float32 (n, F, 1, 1) for tables
     y: np.ndarray  # int64 (n,) or float32 (n, L)
     ids: np.ndarray  # str (n,)
     clean_y: np.ndarray
@@ -81,8 +83,8 @@ def class_counts(table: pd.DataFrame, task: str, classes: list[str], column: str
 
 def save_prepared(out_dir: str | Path, images: np.ndarray, table: pd.DataFrame, task: str, classes: list[str], extra: dict | None = None) -> dict:
     out_dir = Path(out_dir)
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError("images must be a uint8 array of shape (N, C, H, W)")
+    if images.ndim != 4 or not (images.dtype == np.uint8 or (images.dtype == np.float32 and images.shape[2:] == (1, 1))):
+        raise ValueError("images must be a uint8 array of shape (N, C, H, W) or float32 features of shape (N, F, 1, 1)")
     if table["sample_id"].duplicated().any():
         raise DataError("prepare: duplicate sample_id values; each sample needs a unique id")
     table = table.reset_index(drop=True)
