@@ -100,7 +100,7 @@ def test_cleanlab_cnn_folds_pickle_to_workers():
     assert np.array_equal(f1, f2) and np.array_equal(p1, p2) and not np.isnan(p1).any()
 
 
-@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("task", ["multiclass", "singleton", "multilabel"])
 def test_cleanlab_logreg_folds_equal_cross_val_predict(task):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
@@ -117,6 +117,15 @@ def test_cleanlab_logreg_folds_equal_cross_val_predict(task):
         clf, cv = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), StratifiedKFold(4, shuffle=True, random_state=5)
         want = np.zeros((120, 4))
         want[:, [0, 2, 3]] = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")
+    elif task == "singleton":  # one sample of class 1: absent from one fold's training part, its column 0 there
+        y = np.repeat([0, 2, 3, 1], [40, 40, 39, 1])
+        clf, cv = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), StratifiedKFold(4, shuffle=True, random_state=5)
+        with pytest.warns(UserWarning):
+            want = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")
+        with pytest.warns(UserWarning):
+            got = cross_validated_probs(x, y, "multiclass", 4, folds=4, seed=5)
+        assert np.array_equal(got, want) and (want[y == 1, 1] == 0).all()
+        return
     else:
         y = (x[:, :3] > 0).astype(int)
         clf, cv = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))), KFold(4, shuffle=True, random_state=5)

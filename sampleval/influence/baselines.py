@@ -121,18 +121,20 @@ def _logreg(task: str):
     return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
 
 
-def _logreg_fold(shared: tuple, job: dict) -> np.ndarray:
+def _logreg_fold(shared: tuple, job: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """One cross-validation fold (an executor job): fit on ``job['train']``, predict ``job['test']``
-    (what ``sklearn.model_selection.cross_val_predict`` does per fold)."""
+    (what ``sklearn.model_selection.cross_val_predict`` does per fold); ``(probabilities, the
+    classes of their columns)``, classes ``None`` for multi-label."""
     features, labels, task = shared
     train_idx, test_idx = np.asarray(job["train"]), np.asarray(job["test"])
-    return _logreg(task).fit(features[train_idx], labels[train_idx]).predict_proba(features[test_idx])
+    clf = _logreg(task).fit(features[train_idx], labels[train_idx])
+    return clf.predict_proba(features[test_idx]), (None if task == "multilabel" else np.asarray(clf.classes_))
 
 
 def cross_validated_probs(features: np.ndarray, labels: np.ndarray, task: str, n_classes: int, folds: int = 5, seed: int = 0, compute=None) -> np.ndarray:
     """Out-of-fold predicted probabilities (n, n_classes) of a standardised logistic regression.
     The folds are jobs of ``compute`` (:func:`sampleval.compute.run_jobs`; default here, one
-    after another); the numbers equal ``cross_val_predict``'s (tests/test_baselines.py)."""
+    after another); the numbers equal ``cross_val_predict``'s (tests/test_fanout.py)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     from ..compute import SERIAL, run_jobs
@@ -150,14 +152,14 @@ def cross_validated_probs(features: np.ndarray, labels: np.ndarray, task: str, n
     splits = [{"train": tr.tolist(), "test": te.tolist()} for tr, te in cv.split(features, fit_labels)]
     parts = run_jobs(_logreg_fold, splits, compute or SERIAL, shared=(features, fit_labels, task), desc="cleanlab folds",
                      labels=[f"fold {k} (seed {seed})" for k in range(len(splits))])
-    width = parts[0].shape[1]
-    probs = np.zeros((len(labels), width))
-    for split, p in zip(splits, parts):
-        if p.shape[1] != width:
-            raise ValueError(f"cleanlab: a cross-validation fold lacks a class of the training labels; lower influence.options.cleanlab.folds (now {folds})")
-        probs[split["test"]] = p
     if task == "multilabel":
+        probs = np.zeros((len(labels), parts[0][0].shape[1]))
+        for split, (p, _) in zip(splits, parts):
+            probs[split["test"]] = p
         return probs
+    probs = np.zeros((len(labels), len(present)))
+    for split, (p, classes) in zip(splits, parts):  # a class absent from a fold's training part keeps probability 0, as in cross_val_predict
+        probs[np.ix_(split["test"], classes)] = p
     full = np.zeros((len(labels), n_classes))
     full[:, present] = probs  # columns follow the sorted classes present in ``labels``
     return full
