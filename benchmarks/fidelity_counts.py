@@ -26,4 +26,4 @@ t = time.perf_counter()
 out, table = fid.evaluate(setup, scores, params["influence"]["methods"], fc, params["seed"], selected_epoch=selected, sample_ids=tr.ids, convex_damping=params["influence"]["damping"])
 out["wall_s"] = time.perf_counter() - t
 json.dump(out, open(sys.argv[3], "w"), indent=1, default=float)
-print(fid.render_table(out)); print(out["noise"], out["wall_s"])
+from sampleval.fidelity_report import render_table; print(render_table(out)); print(out["noise"], out["wall_s"])

@@ -21,6 +21,12 @@ shard). It must be a pure function of those two: it seeds everything it draws fr
 come back in the order of ``jobs``, so the same params give identical outputs at any number
 of workers, on either backend (tests/test_compute.py).
 
+Two things a job must not do: modify ``shared`` in place (the local pool sends torch tensors
+through shared memory, so every worker sees the same storage: copy a model before loading
+weights into it), and live in a script's ``__main__`` (workers import the main module, so a
+script that calls :func:`run_jobs` needs the usual ``if __name__ == "__main__":`` guard;
+the stages have it).
+
 Optional job cache (:class:`JobCache`): a finished job's JSON result is stored under a key
 that hashes the function, the job spec, the shared object's fingerprint, the library's source
 and the torch version; the same job later is read back instead of run. It makes a stage that
@@ -79,6 +85,19 @@ class Compute:
 SERIAL = Compute()
 
 
+def pack_mask(mask) -> str:
+    """A boolean mask as a short JSON-friendly string (hex of its packed bits): a job spec."""
+    import numpy as np
+
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int):
+    import numpy as np
+
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8), count=n).astype(bool)
+
+
 # --- job cache ----------------------------------------------------------------------------
 
 def _canonical(obj: Any) -> str:
@@ -119,6 +138,9 @@ class JobCache:
 
     root: Path
     shared_fingerprint: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
 
     def key(self, fn: Callable, job: Any) -> str:
         text = _canonical([fn.__module__, fn.__qualname__, job, self.shared_fingerprint, _CODE()])
@@ -255,7 +277,7 @@ def _run_pool(fn, jobs, todo, compute, shared, labels, desc, done) -> None:
     ctx = mp.get_context("forkserver")
     # the fork server imports torch and the library once; workers fork from it, clean of this
     # process's threads (forking a process that has run torch ops can deadlock in OpenMP)
-    ctx.set_forkserver_preload(["torch", "sampleval.training"])
+    ctx.set_forkserver_preload(["torch", "torch._inductor.config", "sampleval.training"])  # the last two: what use_deterministic_algorithms imports (seconds)
     with _bar(len(todo), desc) as bar, ProcessPoolExecutor(
         max_workers=min(compute.workers, len(todo)), mp_context=ctx,
         initializer=_init_worker, initargs=(shared, compute.cpu_threads),

@@ -199,6 +199,8 @@ SCHEMA: dict[str, Any] = {
         "damping": number(0, 1e6),
         "cg_iterations": integer(1, 10000),
         "tracin_method": choice("central", "jvp"),
+        "shards": Spec(lambda x: x == "auto" or (_integral(x) and 1 <= x <= 100000), "auto (= compute.workers) or an integer >= 1",
+                       coerce=lambda x: x if x == "auto" else int(x)),
         "explain_top_k": integer(1, 100),
         "explain_n_test": integer(0, 1000),
         "options": estimator_options_schema(),
@@ -242,11 +244,12 @@ SCHEMA: dict[str, Any] = {
                         "null (start a local Ray instance), auto (the `ray start --head` cluster here) or host:port"),
         "gpus_per_job": number(0, 64),
         "max_retries": integer(0, 100),
+        "job_cache": BOOL,
     },
     # refine / shapes (issue 17 B): see sampleval/refine.py and sampleval/score_shapes.py
     "refine": {
         "ranking": choice(*ESTIMATORS),
-        "dcs_score": choice(*(e for e in ESTIMATORS if e not in ("self_influence", "loss", "cleanlab"))),  # signed influence only
+        "dcs_score": choice(*estimators.signed_influences()),
         "rounds": integer(1, 50),
         "fraction": number(0, 0.5, lo_open=True, hi_open=True),
         "seeds": seed_list(6),

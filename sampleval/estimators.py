@@ -7,6 +7,8 @@ on use), its kind and its options:
   prediction of how the validation loss changes) or ``magnitude`` (non-negative, high =
   unusual or suspicious, no sign; e.g. ``self_influence``). Extra columns that are
   magnitudes are listed in ``magnitude_columns``;
+- ``influence``: False for the baselines (``loss``, ``cleanlab``): oriented like a signed
+  influence, but no estimate of one (refine's Dataset Contribution Score refuses them);
 - ``options``: a frozen dataclass whose fields are ``influence.options.<name>.<field>``
   in params.yaml; each field carries its check and the text of what is allowed, from
   which :mod:`sampleval.config` builds its schema.
@@ -112,6 +114,7 @@ class Estimator:
     kind: str  # SIGNED or MAGNITUDE
     options: type = NoOptions
     magnitude_columns: tuple[str, ...] = ()  # extra columns that are magnitudes
+    influence: bool = True  # False: a baseline oriented like an influence (higher = cleaner) that predicts no loss change
 
     def load(self) -> Callable:
         module, func = self.function.split(":")
@@ -132,8 +135,8 @@ ESTIMATORS: dict[str, Estimator] = {
         Estimator("if_cg", _M + "hessian:estimate_if_cg", SIGNED, IfCgOptions),
         Estimator("if_lissa", _M + "hessian:estimate_if_lissa", SIGNED, IfLissaOptions),
         Estimator("if_diag", _M + "hessian:estimate_if_diag", SIGNED, IfDiagOptions),
-        Estimator("loss", _M + "baselines:estimate_loss", SIGNED),
-        Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions),
+        Estimator("loss", _M + "baselines:estimate_loss", SIGNED, influence=False),
+        Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions, influence=False),
     ]
 }
 
@@ -209,6 +212,12 @@ def suspicion(column: str, values):
     self-influence = unusual first). The one place that orients rankings (subsets, refine,
     detection); ``values`` is a number or an array."""
     return values if column_kind(column) == MAGNITUDE else -values
+
+
+def signed_influences() -> list[str]:
+    """The estimators whose score is a signed influence on the validation loss (what a
+    Dataset Contribution Score sums): not magnitudes, not the loss/cleanlab baselines."""
+    return [n for n, e in ESTIMATORS.items() if e.kind == SIGNED and e.influence]
 
 
 def signed_estimators(methods: list[str]) -> list[str]:

@@ -30,23 +30,23 @@ change it), so a retraining costs e*/epochs of a full run.
   leave-one-out retraining; its correlations go through the same :func:`correlation_table`.
 - :func:`evaluate`: everything above for a scores table, the metrics dict of
   ``metrics/fidelity.json`` and the per-point table of ``plots/fidelity.csv``;
-  :func:`render_table`: the report's markdown table from that dict.
+  ``fidelity_report.render_table``: the report's markdown table from that dict.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .compute import SERIAL, Compute, pack_mask, run_jobs, unpack_mask
 from .training import TrainConfig, make_loss, target_tensor, train
 from .convex import convex_leave_one_out
 from .correlations import correlation_table, correlations
-from .fidelity_report import render_table  # noqa: F401  (re-exported: the report's table of this module's metrics)
 from .estimators import signed_estimators
 from .tracin_variants import check_variant, epoch_columns, select_epochs, variant_scores
 
@@ -94,6 +94,7 @@ class Retraining:
     trainer: Callable = train
     loss_fn: Callable | None = None
     runs: list = field(default_factory=list, compare=False, repr=False)  # (n_kept, seed) of every retraining, for accounting
+    compute: Compute = field(default=SERIAL, compare=False, repr=False)  # where the retrainings run (sampleval.compute)
 
     def __post_init__(self):
         if self.epoch is not None and not 1 <= int(self.epoch) <= self.cfg.epochs:
@@ -124,7 +125,6 @@ class Retraining:
             return {}
 
         mask = np.asarray(mask, bool)
-        self.runs.append((int(mask.sum()), int(seed)))
         try:
             if keep_order:
                 self.trainer(self.x_train, self.y_train, self.x_val, self.y_val, self.task, self.n_outputs, self.cfg,
@@ -138,7 +138,23 @@ class Retraining:
 
     def val_losses(self, mask: np.ndarray, seeds: Sequence[int], keep_order: bool = False) -> np.ndarray:
         """:meth:`val_loss_at_epoch` for each seed, in order."""
-        return np.array([self.val_loss_at_epoch(mask, s, keep_order) for s in seeds], dtype=float)
+        return self.val_losses_many(np.asarray(mask, bool)[None], seeds, keep_order)[0]
+
+    def val_losses_many(self, masks: np.ndarray, seeds: Sequence[int], keep_order: bool = False) -> np.ndarray:
+        """(n_masks, n_seeds) :meth:`val_loss_at_epoch` of every mask and seed, each one a
+        job of :attr:`compute` (results in order, whatever the number of workers)."""
+        masks = np.asarray(masks, bool)
+        jobs = [{"mask": pack_mask(m), "seed": int(s), "keep_order": bool(keep_order)} for m in masks for s in seeds]
+        self.runs.extend((int(m.sum()), int(s)) for m in masks for s in seeds)
+        labels = [f"retraining {i // len(seeds)} ({int(m.sum())} samples) seed {s}" for i, (m, s) in enumerate((m, s) for m in masks for s in seeds)]
+        shared = replace(self, runs=[], compute=SERIAL)
+        losses = run_jobs(_retraining_job, jobs, self.compute, shared=shared, labels=labels, desc="fidelity retrainings")
+        return np.asarray(losses, dtype=float).reshape(len(masks), len(seeds))
+
+
+def _retraining_job(setup: Retraining, job: dict) -> float:
+    """Executor job: one retraining's summed validation loss at the scored epoch."""
+    return setup.val_loss_at_epoch(unpack_mask(job["mask"], setup.n_train), job["seed"], job["keep_order"])
 
 
 def _seeds(seed: int | Sequence[int]) -> list[int]:
@@ -166,12 +182,13 @@ def leave_one_out(setup: Retraining, indices: Sequence[int], seed: int | Sequenc
     for i in indices:
         if not 0 <= int(i) < n:
             raise ValueError(f"leave-one-out index {i} is outside 0..{n - 1}")
-    full = setup.val_losses(np.ones(n, bool), seeds, keep_order=True)
+    masks = np.ones((len(indices) + 1, n), bool)
+    for row, i in enumerate(indices, start=1):
+        masks[row, int(i)] = False
+    losses = setup.val_losses_many(masks, seeds, keep_order=True)  # row 0: the full training set
+    full = losses[0]
     rows = []
-    for i in indices:
-        mask = np.ones(n, bool)
-        mask[int(i)] = False
-        without = setup.val_losses(mask, seeds, keep_order=True)
+    for i, without in zip(indices, losses[1:]):
         for s, f, w in zip(seeds, full, without):
             rows.append((int(i), s, float(f), float(w), float(w - f)))
         log.info("leave-one-out %d: loss increase %s over seeds %s", int(i), np.round(without - full, 5).tolist(), seeds)
@@ -248,7 +265,7 @@ def subset_val_losses(
     default digits run, 16 subsets x 2 seeds: seed-to-seed agreement across subsets 0.09
     against -0.22 when the left-out samples are dropped and the batches reshuffled)."""
     seeds = _seeds(seed)
-    losses = np.array([setup.val_losses(m, seeds, keep_order) for m in np.asarray(masks, bool)]).reshape(len(masks), len(seeds))
+    losses = setup.val_losses_many(np.asarray(masks, bool), seeds, keep_order)
     return losses if per_seed else losses.mean(1)
 
 

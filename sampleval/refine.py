@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from .data.prepared import Prepared, Split
-from .estimators import MAGNITUDE, column_kind, suspicion
+from .estimators import signed_influences, suspicion
 from .evaluation import evaluate
 from .experiment import subset_split
 from .io import torch_save
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 # Baselines that rank samples but are no influence on the validation loss: no DCS from them
 # (``loss`` is minus the training loss, always negative; ``cleanlab`` a label quality - 0.5).
-NOT_INFLUENCE = frozenset({"loss", "cleanlab"})
 
 ARMS = ("refined", "random")
 
@@ -141,7 +140,7 @@ class RefineSetup:
             raise ValueError(f"refine.rounds must be >= 1, got {self.rounds}")
         if not 0 < self.fraction < 1:
             raise ValueError(f"refine.fraction must be strictly between 0 and 1, got {self.fraction}")
-        if column_kind(self.dcs_score) == MAGNITUDE or self.dcs_score in NOT_INFLUENCE:
+        if self.dcs_score not in signed_influences():
             raise ValueError(f"refine.dcs_score = {self.dcs_score!r} is not a signed influence; DCS needs one (e.g. tracin, if_diag)")
         self.train = self.prepared.split("train")
         self.test = self.prepared.split("test")

@@ -18,6 +18,8 @@ import pandas as pd
 
 from sampleval import fidelity as fid
 from sampleval import plots
+from sampleval.compute import Compute
+from sampleval.fidelity_report import render_table
 from sampleval.data.prepared import load_prepared
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
@@ -35,14 +37,15 @@ def run(argv=None) -> None:
     prepared = load_prepared(PREPARED)
     tr, va = prepared.split("train"), prepared.split("val")
     scores = pd.read_parquet(SCORES)
-    setup = fid.Retraining(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, TrainConfig.from_params(params), epoch=epoch)
+    setup = fid.Retraining(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, TrainConfig.from_params(params), epoch=epoch,
+                            compute=Compute.from_params(params))
     out, table = fid.evaluate(setup, scores, methods, fcfg, params["seed"], selected_epoch=selected, sample_ids=tr.ids,
                               convex_damping=params["influence"]["damping"])
     write_json(FIDELITY_METRICS, out)
     with atomic_path(FIDELITY_CSV) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     plots.fidelity_plot(table, out, plot("fidelity.png"))
-    log.info("%d retrainings scored at epoch %d\n%s", out["n_retrainings"], epoch, fid.render_table(out))
+    log.info("%d retrainings scored at epoch %d\n%s", out["n_retrainings"], epoch, render_table(out))
 
 
 if __name__ == "__main__":

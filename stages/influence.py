@@ -5,7 +5,9 @@ metrics/influence.json.
 
 One DVC stage per estimator (a matrix over influence.methods), so that adding an
 estimator computes only the new one. The streaming estimators (tracin, self_influence)
-run on train.device (auto: CUDA when available); the others on the CPU.
+run on train.device (auto: CUDA when available); the others on the CPU. Those two split the
+training set into influence.shards shards, one job each on the compute backend
+(sampleval.compute: local processes or Ray tasks); the scores do not depend on it.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import argparse
 
 import pandas as pd
 
+from sampleval.compute import Compute
 from sampleval.data.prepared import load_prepared
 from sampleval.influence import make_context, run_estimator
+from sampleval.influence.tracin import resolve_shards
 from sampleval.io import write_json, write_parquet
 from sampleval.training import TrainConfig, pick_device
 from stages import paths
@@ -34,6 +38,8 @@ def run(argv=None) -> None:
         prepared, cfg, paths.CHECKPOINTS, paths.MODEL, inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
         inf["tracin_method"], pick_device(cfg.device), options=inf["options"],
     )
+    ctx.compute = Compute.from_params(params)
+    ctx.shards = resolve_shards(inf["shards"], ctx.compute)
     columns = run_estimator(args.method, ctx)
     df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})
     write_parquet(paths.method_scores(args.method), df)

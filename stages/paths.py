@@ -27,6 +27,7 @@ DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
 DETECTION_PLOTS = "plots/detection"
 DETECT_JOBS = "data/jobs/detect"  # detect's job cache (sampleval.compute.JobCache; gitignored, not a DVC output)
 EXPERT_METRICS = "metrics/expert_labels.json"
+JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.compute.JobCache
 
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"
@@ -54,3 +55,8 @@ def detect_cell_table(cell: str) -> str:
 
 def detect_cell_record(cell: str) -> str:
     return f"{DETECT_RECORDS}/{cell}.json"
+
+
+def job_cache(stage: str) -> str:
+    """``data/jobs/<stage>``: finished jobs of one stage, by key (``compute.job_cache``)."""
+    return f"{JOBS}/{stage}"

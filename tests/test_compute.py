@@ -52,7 +52,7 @@ def test_failing_job_is_named(data):
 
 
 def test_cache_reads_back_and_runs_only_new_jobs(data, tmp_path, capsys):
-    cache = JobCache(tmp_path, "data-v1")
+    cache = JobCache(str(tmp_path), "data-v1")  # a str root as from stages.paths
     first = run_jobs(_train_tiny, [0, 1], Compute(workers=1), shared=data, cache=cache)
     assert len(list(tmp_path.glob("*.json"))) == 2
     second = run_jobs(_train_tiny, [0, 1, 2], Compute(workers=1), shared=data, cache=cache)
@@ -82,3 +82,30 @@ def test_ray_equals_local(data):
     assert ray_res == local
     with pytest.raises(ComputeError, match=r"job 2 failed: ValueError: bad seed"):
         run_jobs(_fails_on_two, [0, 1, 2], Compute(backend="ray", workers=2), shared=None)
+
+
+def _dies_once(marker, job):
+    """Kills its own worker process the first time (marker file absent), then succeeds."""
+    import os
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text("died")
+        os._exit(1)
+    return job * 10
+
+
+def test_local_lost_worker_fails_naming_the_job(tmp_path):
+    with pytest.raises(ComputeError, match=r"folds: job fold [01] lost its worker process"):
+        run_jobs(_dies_once, [0, 1], Compute(workers=2), shared=str(tmp_path / "m"), labels=["fold 0", "fold 1"], desc="folds")
+
+
+def test_ray_retries_a_lost_worker(tmp_path):
+    pytest.importorskip("ray")
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    got = run_jobs(_dies_once, [1], Compute(backend="ray", workers=1, max_retries=2), shared=str(tmp_path / "m"))
+    assert got == [10] and (tmp_path / "m").exists()  # the first attempt died; Ray ran it again

@@ -96,24 +96,35 @@ def test_second_repro_runs_nothing(repo):
     assert _ran(_dvc(repo, "repro")) == set()
 
 
-def test_adding_a_fraction_runs_only_new_cells(repo):
+def _cached(output: str) -> tuple[int, int]:
+    """(jobs read from the job cache, jobs) of the subsets stage's retrainings."""
+    found = re.findall(r"subset retrainings: (\d+) of (\d+) jobs read from the job cache", output)
+    assert len(found) == 1, output[-3000:]
+    return int(found[0][0]), int(found[0][1])
+
+
+def test_adding_a_fraction_trains_only_new_cells(repo):
     repo, _ = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["subsets"]["remove_fractions"] = [0.1, 0.2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _ran(_dvc(repo, "repro"))
-    assert ran == {"check-params", "remove@tracin-remove-harmful-0.2-global", "remove@self_influence-remove-harmful-0.2-global", "remove-random@0.2-global", "stats", "report"}
+    out = _dvc(repo, "repro")
+    assert _ran(out) == {"check-params", "subsets", "stats", "report"}
+    # 2 rankings x 2 strategies + 2 controls, 6 seeds each, were trained before; the new
+    # fraction adds 2 ranked cells and 1 control: 18 retrainings
+    assert _cached(out) == (36, 54)
+    assert (repo / "metrics/subsets/random/global/remove-random-0.2.json").exists()
 
 
-def test_adding_a_ranking_reruns_no_existing_cell(repo):
+def test_adding_a_ranking_trains_no_existing_cell(repo):
     repo, _ = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["influence"]["methods"].append("loss")
     params["subsets"]["scores"].append("loss")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _ran(_dvc(repo, "repro"))
-    cells = {r for r in ran if r.split("@")[0] in ("remove", "select", "remove-random", "select-random")}
-    assert cells == {"remove@loss-remove-harmful-0.1-global", "remove@loss-remove-harmful-0.2-global", "select@loss-0.5-global"}
+    out = _dvc(repo, "repro")
+    assert "subsets" in _ran(out)
+    assert _cached(out) == (54, 72)  # loss: 3 new cells x 6 seeds
 
 
 def test_estimator_options_and_diagnostics(repo):

@@ -83,3 +83,13 @@ def test_tracin_variant_from_per_epoch_columns():
     assert np.array_equal(variant_scores(table, "all"), table["tracin"].to_numpy())  # bit for bit
     np.testing.assert_allclose(variant_scores(table, "burn_in_2"), cols["tracin_epoch_003"] + cols["tracin_epoch_004"])
     np.testing.assert_allclose(variant_scores(table.drop(columns=["tracin_epoch_001"]), "up_to_selected", 3), cols["tracin_epoch_002"] + cols["tracin_epoch_003"])
+
+
+def test_signed_influences_exclude_magnitudes_and_baselines():
+    """One home for which scores a Dataset Contribution Score may sum: the registry."""
+    from sampleval.config import SCHEMA
+
+    names = reg.signed_influences()
+    assert "tracin" in names and "if_diag" in names
+    assert not {"self_influence", "loss", "cleanlab"} & set(names)
+    assert SCHEMA["refine"]["dcs_score"].check("tracin") and not SCHEMA["refine"]["dcs_score"].check("loss")

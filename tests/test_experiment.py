@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from sampleval.data.prepared import Prepared
-from sampleval.experiment import class_composition, run_subset_cell
+from sampleval.experiment import class_composition
+from sampleval.subset_runs import run_subset_cell
 from sampleval.training import TrainConfig
 
 CFG = TrainConfig(epochs=1, batch_size=32, lr=0.01)
@@ -72,3 +73,38 @@ def test_bad_inputs_are_one_line_errors():
     bad = _scores(prepared, "tracin").iloc[::-1]
     with pytest.raises(ValueError, match="do not match the prepared training set"):
         run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global", bad, "tracin")
+
+
+def test_subset_cells_identical_at_any_worker_count_and_on_ray():
+    """The same cells from 1 worker, 2 local workers and a 2-CPU Ray instance: identical
+    records (floats compared exactly), in the same order."""
+    from sampleval.cells import CellKey
+    from sampleval.compute import Compute
+    from sampleval.subset_runs import run_subset_cells
+
+    prepared = _prepared()
+    cells = [CellKey("tracin", "global", "remove-harmful", 0.2), CellKey("random", "global", "remove-random", 0.2)]
+    scores = {"tracin": _scores(prepared, "tracin")}
+    serial = run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(workers=1))
+    pooled = run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(workers=2))
+    assert list(pooled) == cells and pooled == serial
+    pytest.importorskip("ray")
+    assert run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(backend="ray", workers=2)) == serial
+
+
+def test_identical_subsets_train_once(tmp_path):
+    """remove@0.6 and select@0.4 of one ranking keep the same ids: one retraining per seed,
+    and a second run reads every retraining from the job cache."""
+    from sampleval.cells import CellKey
+    from sampleval.compute import Compute, JobCache
+    from sampleval.subset_runs import run_subset_cells
+
+    prepared = _prepared()
+    cells = [CellKey("loss", "global", "remove-harmful", 0.6), CellKey("loss", "global", "select-helpful", 0.4)]
+    cache = JobCache(tmp_path, "x")
+    recs = run_subset_cells(prepared, CFG, cells, [0, 1], {"loss": _scores(prepared, "loss")}, Compute(workers=1), cache)
+    assert len(list(tmp_path.glob("*.json"))) == 2  # 2 seeds, not 4
+    a, b = (recs[c]["seeds"] for c in cells)
+    assert all(a[s]["ids_sha256"] == b[s]["ids_sha256"] and a[s]["accuracy"] == b[s]["accuracy"] for s in a)
+    again = run_subset_cells(prepared, CFG, cells, [0, 1], {"loss": _scores(prepared, "loss")}, Compute(workers=1), cache)
+    assert again == recs

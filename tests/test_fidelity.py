@@ -5,6 +5,7 @@ real recipe."""
 from dataclasses import replace
 from types import SimpleNamespace
 
+import pandas as pd
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 
 from sampleval.convex import convex_leave_one_out
 from sampleval.correlations import correlation_table, correlations
+from sampleval.fidelity_report import render_table
 from sampleval.fidelity import (
     FidelityConfig,
     Retraining,
@@ -20,7 +22,6 @@ from sampleval.fidelity import (
     leave_one_out,
     linear_datamodeling_score,
     random_subsets,
-    render_table,
     sample_points,
     seed_noise,
     subset_val_losses,
@@ -187,6 +188,14 @@ def test_leave_one_out_with_the_real_recipe_is_deterministic():
     a = leave_one_out(setup, points, seed=[0, 1])
     b = leave_one_out(setup, points, seed=[0, 1])
     np.testing.assert_array_equal(a["loss_increase"], b["loss_increase"])
+    # the same retrainings on a 2-worker pool: identical, in the same order
+    from dataclasses import replace
+
+    from sampleval.compute import Compute
+
+    pooled = replace(setup, compute=Compute(workers=2), runs=[])
+    pd.testing.assert_frame_equal(leave_one_out(pooled, points, seed=[0, 1]), a)
+    assert len(pooled.runs) == 8  # (full + 3 points) x 2 seeds, counted in this process
     assert (a["val_loss_full"] > 0).all() and np.isfinite(a["loss_increase"]).all()
     assert (a["loss_increase"] != 0).any()
 

@@ -82,13 +82,7 @@ def batches(x, y, batch_size: int, device: torch.device | None = None, dtype: to
     a full one on the CPU (the default validation gradient: 1.4x faster). One size, not
     sizes that alternate by one: alternating shapes grew the peak memory by 100 MB over
     100k samples (allocator caching per shape)."""
-    n = len(x)
-    n_batches = -(-n // batch_size)
-    if n_batches == 0:
-        return
-    size = -(-n // n_batches)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
+    for start, stop in batch_bounds(len(x), batch_size):
         xb = gather_images(x, np.arange(start, stop)) if isinstance(x, np.ndarray) else x[start:stop]
         yb = y[start:stop]
         if xb.dtype == torch.uint8:
@@ -100,6 +94,18 @@ def batches(x, y, batch_size: int, device: torch.device | None = None, dtype: to
         if device is not None:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         yield xb, yb
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of every batch :func:`batches` cuts from ``n`` samples: the fewest
+    batches of at most ``batch_size``, all of one size but the last. Shards of the training
+    set (:func:`sampleval.influence.tracin.shard_segments`) are unions of these batches, so
+    every sample is scored in the same batch as without shards."""
+    n_batches = -(-n // batch_size)
+    if n_batches == 0:
+        return []
+    size = -(-n // n_batches)
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class Samples(Sequence):
@@ -324,6 +330,8 @@ class InfluenceContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
     channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
     final_epoch: int | None = None  # the epoch selected on validation (``up_to_selected`` needs it)
+    shards: int = 1  # tracin / self_influence: training-set shards, one executor job each
+    compute: object | None = None  # where shards run (sampleval.compute.Compute; None: in this process)
     options: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)

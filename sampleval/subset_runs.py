@@ -1,0 +1,135 @@
+"""The subset experiment's retrainings: every cell's subsets, trained for every seed as
+executor jobs (:mod:`sampleval.compute`), assembled into the cells' records
+(schema: :mod:`sampleval.cells`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import CellKey
+from .compute import SERIAL, pack_mask, run_jobs, unpack_mask
+from .data.prepared import Prepared
+from .experiment import class_composition, train_and_evaluate
+from .io import hash_array, hash_ids
+from .subsets import RANDOM, VARIANTS, choose_subset, helpfulness, parse_strategy
+from .training import TrainConfig
+
+
+def retrain_subset_job(shared: tuple[Prepared, TrainConfig], job: dict) -> dict:
+    """Executor job: train on the ``job['keep']`` subset (a packed mask) with ``job['seed']``;
+    returns the float test metrics."""
+    prepared, cfg = shared
+    tr = prepared.split("train")
+    keep = unpack_mask(job["keep"], len(tr.ids))
+    _, metrics = train_and_evaluate(prepared, cfg, int(job["seed"]), keep=keep)
+    return {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
+
+
+def recipe_fingerprint(prepared: Prepared, cfg: TrainConfig) -> str:
+    """What a retraining's result depends on besides its job: the data and the recipe
+    (the key of the job cache's shared part)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    h.update(hash_array(np.ascontiguousarray(prepared.images)).encode())
+    h.update(pd_hash(prepared.table).encode())
+    h.update(f"{prepared.task}|{prepared.classes}".encode())
+    return h.hexdigest()
+
+
+def pd_hash(table) -> str:
+    import hashlib
+
+    import pandas as pd
+
+    return hashlib.sha256(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes()).hexdigest()
+
+
+def run_subset_cell(
+    prepared: Prepared,
+    cfg: TrainConfig,
+    strategy: str,
+    fraction: float,
+    seeds: list[int],
+    variant: str = "global",
+    scores=None,
+    ranking: str | None = None,
+    compute=None,
+) -> dict:
+    """One cell of :func:`run_subset_cells` (see there)."""
+    random = parse_strategy(strategy)[1] == RANDOM
+    key = CellKey(RANDOM if random or ranking is None else ranking, variant, strategy, fraction)
+    return run_subset_cells(prepared, cfg, [key], seeds, {} if scores is None else {ranking: scores}, compute)[key]
+
+
+def run_subset_cells(prepared: Prepared, cfg: TrainConfig, cells: list, seeds: list[int], scores: dict, compute=None, cache=None) -> dict:
+    """Retrain on each cell's subset for each seed; return ``{CellKey: record}``
+    (schema: :mod:`sampleval.cells`).
+
+    ``scores``: ``{ranking: table with sample_id and the ranking column}`` for the ranked
+    cells; random controls (ranking ``random``) read none, and then depend on nothing but
+    fraction, variant and seeds. Ranked strategies choose the same subset for every seed
+    (only the training seed varies); random controls draw a new subset per seed with that
+    seed, and train with the same seed as the strategies they control.
+
+    Every (subset, seed) retraining is one job of ``compute`` (:mod:`sampleval.compute`);
+    cells that choose the same subset share its retrainings, and with ``cache`` retrainings
+    done before (the same subset, seed, data and recipe) are read back."""
+    tr = prepared.split("train")
+    n = len(tr.ids)
+    everyone = class_composition(tr, np.ones(n, dtype=bool), prepared.classes, prepared.task)
+    plans: dict = {}
+    jobs: dict[str, dict] = {}  # packed mask + seed -> job (identical retrainings run once)
+    labels: dict[str, str] = {}
+    for key in cells:
+        _, kind = parse_strategy(key.strategy)
+        if key.variant not in VARIANTS:
+            raise ValueError(f"unknown subset variant {key.variant!r} (allowed: {', '.join(VARIANTS)})")
+        helpful = None
+        if kind != RANDOM:
+            table = scores.get(key.ranking)
+            if table is None:
+                raise ValueError(f"{key.strategy} needs a ranking's scores")
+            if not np.array_equal(table["sample_id"].to_numpy().astype(str), tr.ids):
+                raise ValueError("the influence scores do not match the prepared training set; rerun `dvc repro`")
+            helpful = helpfulness(key.ranking, table[key.ranking].to_numpy(dtype=float))
+        if key.variant == "stratified" and prepared.task != "multiclass":
+            raise ValueError("the stratified subset variant is only defined for multi-class data; set subsets.variants to [global]")
+        strata = tr.y if key.variant == "stratified" else None
+        plans[key] = []
+        for seed in seeds:
+            subset = choose_subset(tr.ids, helpful, key.strategy, key.fraction, seed, strata)
+            job = {"keep": pack_mask(subset.keep), "seed": int(seed)}
+            jid = f"{job['keep']}|{seed}"
+            jobs.setdefault(jid, job)
+            labels.setdefault(jid, f"{key.name} seed {seed}")
+            plans[key].append((seed, subset, jid))
+    order = list(jobs)
+    results = dict(zip(order, run_jobs(retrain_subset_job, [jobs[j] for j in order], compute or SERIAL, shared=(prepared, cfg),
+                                       labels=[labels[j] for j in order], desc="subset retrainings", cache=cache)))
+    records = {}
+    for key, plan in plans.items():
+        per_seed: dict = {}
+        for seed, subset, jid in plan:
+            per_seed[str(seed)] = {
+                **results[jid],
+                "n_trained": int(subset.keep.sum()),
+                "n_chosen": int(subset.chosen.sum()),
+                "ids_sha256": hash_ids(tr.ids[subset.keep]),
+                "flipped_in_chosen": int(tr.flipped[subset.chosen].sum()),
+                "chosen_class_composition": class_composition(tr, subset.chosen, prepared.classes, prepared.task),
+                "chosen_flipped_class_composition": class_composition(tr, subset.chosen & tr.flipped, prepared.classes, prepared.task),
+            }
+        metric_names = [k for k, v in per_seed[str(seeds[0])].items() if isinstance(v, float)]
+        records[key] = {
+            "ranking": key.ranking,
+            "variant": key.variant,
+            "strategy": key.strategy,
+            "fraction": key.fraction,
+            "n_train": int(n),
+            "train_class_composition": everyone,
+            "mean": {m: float(np.mean([per_seed[s][m] for s in per_seed])) for m in metric_names},
+            "seeds": per_seed,
+        }
+    return records
