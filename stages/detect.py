@@ -2,9 +2,9 @@
 detection sweep, run as executor jobs (compute.*; sampleval.detection.sweep).
 
 Each cell -> data/detect/<setting>-s<seed>.parquet (one suspicion column per ranking) and
-metrics/detection/cells/<setting>-s<seed>.json (see sampleval.detection). Finished cells are
-kept in the job cache data/jobs/detect (gitignored), keyed by everything a cell depends on:
-adding a setting or a seed computes only the new cells.
+metrics/detection/cells/<setting>-s<seed>.json (see sampleval.detection). With
+compute.job_cache, finished cells are kept in data/jobs/detect (gitignored), keyed by
+everything a cell depends on: adding a setting or a seed computes only the new cells.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sampleval.compute import Compute
 from sampleval.detection.sweep import run_sweep
 from sampleval.io import write_json, write_parquet
 from stages._common import log, main, start
-from stages.paths import DETECT_JOBS, detect_cell_record, detect_cell_table
+from stages.paths import detect_cell_record, detect_cell_table, job_cache
 
 
 @main
@@ -23,7 +23,7 @@ def run(argv=None) -> None:
     det = params["detect"]
     compute = Compute.from_params(params)
     t0 = time.perf_counter()
-    cells = run_sweep(params, det["run"], det["seeds"], compute, cache_root=DETECT_JOBS)
+    cells = run_sweep(params, det["run"], det["seeds"], compute, cache_root=job_cache("detect") if params["compute"]["job_cache"] else None)
     for cell, table, record in cells:
         write_parquet(detect_cell_table(cell), table)
         write_json(detect_cell_record(cell), record)

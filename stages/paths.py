@@ -25,7 +25,6 @@ DETECT_CELLS = "data/detect"  # <cell>.parquet per sweep cell
 DETECT_RECORDS = "metrics/detection/cells"  # <cell>.json per sweep cell
 DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
 DETECTION_PLOTS = "plots/detection"
-DETECT_JOBS = "data/jobs/detect"  # detect's job cache (sampleval.compute.JobCache; gitignored, not a DVC output)
 EXPERT_METRICS = "metrics/expert_labels.json"
 JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.compute.JobCache
 
