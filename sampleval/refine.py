@@ -194,21 +194,16 @@ def _mean_loss(res, split: Split, task: str) -> float:
     return float(res.loss_fn(logits, target_tensor(split.y, task), reduction="mean"))
 
 
-def run_refinement(setup: RefineSetup, seed: int) -> pd.DataFrame:
-    """Both arms for one seed: one row per (arm, round) with the metrics of that round's model.
-
-    Columns: seed, arm, round, n_train, n_removed, flipped_removed, flipped_remaining, dcs,
-    test_accuracy, test_macro_f1, score_val_loss, score_val_accuracy, heldout_loss,
-    heldout_accuracy, heldout_gap (held-out minus scoring-part loss), best_epoch."""
+def _refined_arm(setup: RefineSetup, seed: int) -> list[dict]:
+    """Round 0 (the one training both arms share: its row for each arm) and the refined arm's
+    rounds: remove the most harmful remaining samples, by the previous round's scores."""
     n = len(setup.train.ids)
     rows = []
-    row0, scores0 = _round(setup, np.ones(n, dtype=bool), seed, need_scores=True)
+    row0, scores = _round(setup, np.ones(n, dtype=bool), seed, need_scores=True)
     flips0 = row0["flipped_remaining"]
     for arm in ARMS:
         rows.append({"seed": seed, "arm": arm, "round": 0, "n_removed": 0, "flipped_removed": 0, **row0})
-    # refined arm: remove the most harmful remaining samples, by the previous round's scores
     keep = np.ones(n, dtype=bool)
-    scores = scores0
     for r in range(1, setup.rounds + 1):
         kept_idx = np.flatnonzero(keep)
         harm = harmfulness(setup.ranking, scores[setup.ranking])
@@ -216,22 +211,60 @@ def run_refinement(setup: RefineSetup, seed: int) -> pd.DataFrame:
         keep[kept_idx[order[: setup.n_remove]]] = False
         row, scores = _round(setup, keep, seed, need_scores=True)
         rows.append({"seed": seed, "arm": "refined", "round": r, "n_removed": int(n - keep.sum()), "flipped_removed": flips0 - row["flipped_remaining"], **row})
-    # random control: the same number per round, at random among the remaining, same seed
+    return rows
+
+
+def _random_arm(setup: RefineSetup, seed: int) -> list[dict]:
+    """The random control's rounds 1..k: the same number per round, at random among the
+    remaining (``numpy.random.default_rng(seed)``), trained with the same seed."""
+    n = len(setup.train.ids)
+    flips0 = int(setup.train.flipped.sum())  # round 0 trains on every sample
     rng = np.random.default_rng(seed)
     keep = np.ones(n, dtype=bool)
+    rows = []
     for r in range(1, setup.rounds + 1):
         keep[rng.choice(np.flatnonzero(keep), size=setup.n_remove, replace=False)] = False
         row, _ = _round(setup, keep, seed, need_scores=True)
         rows.append({"seed": seed, "arm": "random", "round": r, "n_removed": int(n - keep.sum()), "flipped_removed": flips0 - row["flipped_remaining"], **row})
-    log.info("refine seed %d: test accuracy %.4f -> refined %.4f, random %.4f", seed, row0["test_accuracy"], rows[setup.rounds]["test_accuracy"], rows[-1]["test_accuracy"])
-    return pd.DataFrame(rows)
+    return rows
 
 
-def run(setup: RefineSetup, seeds: list[int]) -> pd.DataFrame:
-    """All seeds; rows ordered by seed, arm, round."""
+def arm_job(setup: RefineSetup, job: dict) -> list[dict]:
+    """One executor job: arm ``job['arm']`` of seed ``job['seed']`` (rows as dicts)."""
+    seed = int(job["seed"])
+    return _refined_arm(setup, seed) if job["arm"] == "refined" else _random_arm(setup, seed)
+
+
+def _seed_table(setup: RefineSetup, seed: int, refined: list[dict], random: list[dict]) -> pd.DataFrame:
+    k = setup.rounds
+    log.info("refine seed %d: test accuracy %.4f -> refined %.4f, random %.4f", seed, refined[0]["test_accuracy"], refined[-1]["test_accuracy"], random[k - 1]["test_accuracy"])
+    return pd.DataFrame(refined + random)
+
+
+def run_refinement(setup: RefineSetup, seed: int) -> pd.DataFrame:
+    """Both arms for one seed, here: one row per (arm, round) with the metrics of that round's model.
+
+    Columns: seed, arm, round, n_train, n_removed, flipped_removed, flipped_remaining, dcs,
+    test_accuracy, test_macro_f1, score_val_loss, score_val_accuracy, heldout_loss,
+    heldout_accuracy, heldout_gap (held-out minus scoring-part loss), best_epoch. Rows: round 0
+    of both arms, the refined rounds, the random rounds."""
+    return _seed_table(setup, seed, _refined_arm(setup, seed), _random_arm(setup, seed))
+
+
+def run(setup: RefineSetup, seeds: list[int], compute=None) -> pd.DataFrame:
+    """All seeds; rows ordered by seed, then as :func:`run_refinement`. Each (seed, arm) is a
+    job of ``compute`` (:func:`sampleval.compute.run_jobs`; default: here, one after another),
+    gathered in that order, so the table is the same at any worker count. On a pool or Ray
+    ``setup`` must pickle (a module-level ``scorer``)."""
+    from .compute import SERIAL, run_jobs
+
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"refine.seeds must be distinct and non-empty, got {seeds}")
-    return pd.concat([run_refinement(setup, int(s)) for s in seeds], ignore_index=True)
+    jobs = [{"seed": int(s), "arm": arm} for s in seeds for arm in ARMS]
+    results = run_jobs(arm_job, jobs, compute or SERIAL, shared=setup, desc="refine",
+                       labels=[f"seed {j['seed']} {j['arm']} arm" for j in jobs])
+    tables = [_seed_table(setup, int(s), results[2 * i], results[2 * i + 1]) for i, s in enumerate(seeds)]
+    return pd.concat(tables, ignore_index=True)
 
 
 SUMMARY_COLUMNS = ("dcs", "test_accuracy", "test_macro_f1", "flipped_remaining", "score_val_loss", "score_val_accuracy", "heldout_loss", "heldout_accuracy", "heldout_gap")

@@ -1,36 +1,35 @@
-"""detect@<setting>-<seed>: one cell of the label-error detection sweep.
+"""detect: every cell (setting in detect.run x seed in detect.seeds) of the label-error
+detection sweep, run as executor jobs (compute.*; sampleval.detection.sweep).
 
-Noise setting and seed -> data/detect/<setting>-s<seed>.parquet (one suspicion column per
-ranking) and metrics/detection/cells/<setting>-s<seed>.json (see sampleval.detection).
+Each cell -> data/detect/<setting>-s<seed>.parquet (one suspicion column per ranking) and
+metrics/detection/cells/<setting>-s<seed>.json (see sampleval.detection). With
+compute.job_cache, finished cells are kept in data/jobs/detect (gitignored), keyed by
+everything a cell depends on: adding a setting or a seed computes only the new cells.
 """
 from __future__ import annotations
 
-import argparse
+import time
 
-from sampleval.detection import NoiseSetting, cell_name, run_cell
+from sampleval.compute import Compute
+from sampleval.detection.sweep import run_sweep
 from sampleval.io import write_json, write_parquet
 from stages._common import log, main, start
-from stages.paths import detect_cell_record, detect_cell_table
-
+from stages.paths import detect_cell_record, detect_cell_table, job_cache
 
 
 @main
 def run(argv=None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--setting", required=True)
-    ap.add_argument("--seed", type=int, required=True)
-    args = ap.parse_args(argv)
-    params = start(f"detect:{args.setting}-s{args.seed}")
+    params = start("detect")
     det = params["detect"]
-    if args.setting not in det["settings"]:
-        raise ValueError(f"detect setting {args.setting!r} is not in 'detect.settings' ({', '.join(det['settings'])})")
-    setting = NoiseSetting.from_params(args.setting, det["settings"][args.setting])
-    table, record = run_cell(params, setting, args.seed, det["rankings"], det["combinations"], det["cleanlab_folds"])
-    cell = cell_name(args.setting, args.seed)
-    write_parquet(detect_cell_table(cell), table)
-    write_json(detect_cell_record(cell), record)
-    r = record["rankings"]
-    log.info("%s: %d flips of %d; AUROC %s", cell, record["n_flipped"], record["n_train"], ", ".join(f"{k} {v['auroc']:.3f}" for k, v in r.items() if v))
+    compute = Compute.from_params(params)
+    t0 = time.perf_counter()
+    cells = run_sweep(params, det["run"], det["seeds"], compute, cache_root=job_cache("detect") if params["compute"]["job_cache"] else None)
+    for cell, table, record in cells:
+        write_parquet(detect_cell_table(cell), table)
+        write_json(detect_cell_record(cell), record)
+        r = record["rankings"]
+        log.info("%s: %d flips of %d; AUROC %s", cell, record["n_flipped"], record["n_train"], ", ".join(f"{k} {v['auroc']:.3f}" for k, v in r.items() if v))
+    log.info("detect: %d cells in %.1f s (%s, %d workers)", len(cells), time.perf_counter() - t0, compute.backend, compute.workers)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """refine: k rounds of influence-guided removal against random removal of the same sizes
 -> metrics/refine.json, plots/refine.csv, plots/refine.png.
 
-Every seed in refine.seeds runs both arms inside this one stage (see sampleval/refine.py)."""
+Every seed in refine.seeds runs both arms inside this one stage (see sampleval/refine.py),
+each (seed, arm) an executor job (compute.*)."""
 from __future__ import annotations
 
 import time
 
 from sampleval import refine as rf
+from sampleval.compute import Compute
 from sampleval.data.prepared import load_prepared
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
@@ -30,7 +32,7 @@ def run(argv=None) -> None:
         heldout_fraction=r["heldout_fraction"],
         split_seed=params["seed"],
     )
-    table = rf.run(setup, r["seeds"])
+    table = rf.run(setup, r["seeds"], Compute.from_params(params))
     out = {
         "ranking": r["ranking"],
         "dcs_score": r["dcs_score"],

@@ -144,10 +144,23 @@ def test_estimator_options_and_diagnostics(repo):
     finally:
         (repo / "params.yaml").write_text(original)
     changed = set(re.findall(r"^([\w@.-]+):\s*$", status, flags=re.M))
-    # only that estimator's stage among the estimators; the sweep cells and refine run the
+    # only that estimator's stage among the estimators; the sweep (detect) and refine run the
     # estimators themselves, so they declare influence.options as a whole
     assert {c for c in changed if c.startswith("influence@")} == {"influence@tracin"}, status
-    assert changed - {"influence@tracin", "check-params"} == {"refine"} | {c for c in changed if c.startswith("detect@")}, status
+    assert changed - {"influence@tracin", "check-params"} == {"refine", "detect"}, status
+
+
+def test_adding_a_detect_seed_computes_only_the_new_cell(repo):
+    """detect is one stage; its job cache (data/jobs/detect) keeps the finished cells."""
+    repo, _ = repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["detect"]["seeds"] = params["detect"]["seeds"] + [7]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _dvc(repo, "repro")
+    assert {"detect", "detect-summary"} <= _ran(out)
+    n = len(params["detect"]["seeds"])
+    assert f"{n - 1} of {n} jobs read from the job cache" in out
+    assert (repo / "data/detect/pair94-40-fixed-s7.parquet").exists() and (repo / "metrics/detection/cells/pair94-40-fixed-s7.json").exists()
 
 
 def test_bad_params_fail_before_work_with_one_line(repo):

@@ -139,8 +139,12 @@ def run_cell(
     rankings: list[str],
     combinations: dict[str, list[str]] | None = None,
     folds: int = 5,
+    compute=None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Run one cell; return its table (schema in :mod:`sampleval.detection`) and JSON record."""
+    """Run one cell; return its table (schema in :mod:`sampleval.detection`) and JSON record.
+    ``compute``: where cleanlab's folds run (default: here, one after another, as inside a
+    sweep job; :mod:`.sweep` runs the cells themselves as jobs)."""
+    from ..compute import SERIAL
     from ..experiment import train_and_evaluate
     from ..training import TrainConfig
 
@@ -161,7 +165,7 @@ def run_cell(
         timings.update(seconds)
     t0 = time.perf_counter()
     fit_predict = cnn_fit_predict(tr.x, tr.y, va.x, va.y, prepared.n_classes, cfg, seed)
-    probs, _ = out_of_fold_probs(tr.y, prepared.n_classes, fit_predict, folds, seed)
+    probs, _ = out_of_fold_probs(tr.y, prepared.n_classes, fit_predict, folds, seed, compute or SERIAL)
     cl = cleanlab_scores(tr.y, probs)
     timings["cleanlab"] = time.perf_counter() - t0
     columns["cleanlab"] = 1.0 - cl["quality"]

@@ -6,12 +6,15 @@ pipeline's ``influence`` stages and the subset cells can use them too. To regist
     REGISTRY["loss_cleanlab"] = "sampleval.detection.estimators:estimate_loss_cleanlab"
 
 and pass the training recipe as ``ctx.extra['train_config']`` (a
-:class:`sampleval.training.TrainConfig`; ``ctx.extra['cleanlab_folds']``, default 5).
+:class:`sampleval.training.TrainConfig`; ``ctx.extra['cleanlab_folds']``, default 5;
+``ctx.extra['compute']``, a :class:`sampleval.compute.Compute`, runs the folds as executor
+jobs, default one after another here).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..compute import SERIAL
 from .oof import cleanlab_scores, cnn_fit_predict, out_of_fold_probs
 from .rankings import orient, rank_average
 
@@ -26,7 +29,7 @@ def estimate_cleanlab_oof(ctx) -> dict[str, np.ndarray]:
         raise ValueError(f"cleanlab_oof supports multi-class tasks, not {ctx.task!r}")
     x, y = ctx.train.images, np.asarray(ctx.train.labels)
     fit_predict = cnn_fit_predict(x, y, ctx.val.images, np.asarray(ctx.val.labels), ctx.n_classes, cfg, int(ctx.seed))
-    probs, _ = out_of_fold_probs(y, ctx.n_classes, fit_predict, int(ctx.extra.get("cleanlab_folds", 5)), int(ctx.seed))
+    probs, _ = out_of_fold_probs(y, ctx.n_classes, fit_predict, int(ctx.extra.get("cleanlab_folds", 5)), int(ctx.seed), ctx.extra.get("compute") or SERIAL)
     quality = cleanlab_scores(y, probs)["quality"]
     return {"cleanlab_oof": quality - 0.5, "cleanlab_oof_quality": quality}
 

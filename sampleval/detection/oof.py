@@ -8,12 +8,19 @@ stratified by the given (noisy) labels and seeded: for each fold, a model of the
 class is trained with the same recipe (:func:`sampleval.training.train`, best epoch on
 the validation split, as the baseline) on the other K-1 folds and predicts the held-out
 fold. Every sample's probabilities therefore come from a model that never saw it.
+
+The folds are independent jobs of :func:`sampleval.compute.run_jobs` (``compute``; the default
+runs them here, one after another, as a cell job must); a ``fit_predict`` run on a process
+pool or on Ray must pickle (:class:`CnnFitPredict` does; a closure does not).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
+
+from ..compute import SERIAL, Compute, run_jobs
 
 FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
@@ -35,33 +42,58 @@ def fold_assignment(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def out_of_fold_probs(labels: np.ndarray, n_classes: int, fit_predict: FitPredict, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _fold_job(shared: tuple[FitPredict, np.ndarray], k: int) -> np.ndarray:
+    """One fold (an executor job): train on the other folds, predict fold ``k``."""
+    fit_predict, fold = shared
+    held_out, train_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+    return np.asarray(fit_predict(train_idx, held_out, k), dtype=np.float64)
+
+
+def out_of_fold_probs(
+    labels: np.ndarray, n_classes: int, fit_predict: FitPredict, folds: int = 5, seed: int = 0, compute: Compute = SERIAL,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(probs (n, n_classes), fold)``: ``fit_predict(train_idx, held_out_idx, k)`` trains on
-    ``train_idx`` only and returns probabilities for ``held_out_idx``."""
+    ``train_idx`` only and returns probabilities for ``held_out_idx``. The folds run as jobs
+    of ``compute`` (results in fold order: the same numbers at any worker count)."""
     fold = fold_assignment(labels, folds, seed)
     probs = np.full((len(labels), n_classes), np.nan)
-    for k in range(folds):
-        held_out, train_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        p = np.asarray(fit_predict(train_idx, held_out, k), dtype=np.float64)
+    results = run_jobs(_fold_job, list(range(folds)), compute, shared=(fit_predict, fold),
+                       labels=[f"fold {k} (seed {seed})" for k in range(folds)], desc="cleanlab folds")
+    for k, p in enumerate(results):
+        held_out = np.flatnonzero(fold == k)
         if p.shape != (len(held_out), n_classes):
             raise RuntimeError(f"fold {k}: probabilities of shape {p.shape}, expected {(len(held_out), n_classes)}")
         probs[held_out] = p
     return probs, fold
 
 
-def cnn_fit_predict(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int, cfg, seed: int) -> FitPredict:
+@dataclass
+class CnnFitPredict:
     """The audited model's recipe as a ``fit_predict``: train on the fold's training part
-    (best epoch on the validation split), softmax probabilities on the held-out part."""
-    import torch
+    (best epoch on the validation split), softmax probabilities on the held-out part.
+    A plain object of arrays and the recipe, so it pickles to pool workers and Ray tasks."""
 
-    from ..training import predict_logits, train
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    n_classes: int
+    cfg: Any  # sampleval.training.TrainConfig
+    seed: int
 
-    def fit_predict(train_idx: np.ndarray, held_out: np.ndarray, k: int) -> np.ndarray:
-        result = train(x[train_idx], y[train_idx], x_val, y_val, "multiclass", n_classes, cfg, seed)
-        logits = predict_logits(result.model, x[held_out])
+    def __call__(self, train_idx: np.ndarray, held_out: np.ndarray, k: int) -> np.ndarray:
+        import torch
+
+        from ..training import predict_logits, train
+
+        result = train(self.x[train_idx], self.y[train_idx], self.x_val, self.y_val, "multiclass", self.n_classes, self.cfg, self.seed)
+        logits = predict_logits(result.model, self.x[held_out])
         return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
 
-    return fit_predict
+
+def cnn_fit_predict(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int, cfg, seed: int) -> FitPredict:
+    """The audited model's recipe as a ``fit_predict`` (:class:`CnnFitPredict`)."""
+    return CnnFitPredict(x, y, x_val, y_val, n_classes, cfg, seed)
 
 
 def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -111,25 +111,55 @@ def estimate_loss(ctx) -> dict[str, np.ndarray]:
     return {"loss": -torch.cat(out).numpy()}
 
 
-def cross_validated_probs(features: np.ndarray, labels: np.ndarray, task: str, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Out-of-fold predicted probabilities (n, n_classes) of a standardised logistic regression."""
+def _logreg(task: str):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     lr = LogisticRegression(max_iter=2000)
+    return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task == "multilabel" else lr)
+
+
+def _logreg_fold(shared: tuple, job: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """One cross-validation fold (an executor job): fit on ``job['train']``, predict ``job['test']``
+    (what ``sklearn.model_selection.cross_val_predict`` does per fold); ``(probabilities, the
+    classes of their columns)``, classes ``None`` for multi-label."""
+    features, labels, task = shared
+    train_idx, test_idx = np.asarray(job["train"]), np.asarray(job["test"])
+    clf = _logreg(task).fit(features[train_idx], labels[train_idx])
+    return clf.predict_proba(features[test_idx]), (None if task == "multilabel" else np.asarray(clf.classes_))
+
+
+def cross_validated_probs(features: np.ndarray, labels: np.ndarray, task: str, n_classes: int, folds: int = 5, seed: int = 0, compute=None) -> np.ndarray:
+    """Out-of-fold predicted probabilities (n, n_classes) of a standardised logistic regression.
+    The folds are jobs of ``compute`` (:func:`sampleval.compute.run_jobs`; default here, one
+    after another); the numbers equal ``cross_val_predict``'s (tests/test_fanout.py)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from ..compute import SERIAL, run_jobs
+
     if task == "multilabel":
-        clf = make_pipeline(StandardScaler(), OneVsRestClassifier(lr))
         cv = KFold(folds, shuffle=True, random_state=seed)
-        return cross_val_predict(clf, features, labels, cv=cv, method="predict_proba")
-    present, counts = np.unique(labels, return_counts=True)
-    if len(present) < 2:
-        raise ValueError("cleanlab needs at least two classes among the training labels")
-    folds = max(2, min(folds, int(counts.min()))) if counts.min() >= 2 else folds
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    probs = cross_val_predict(make_pipeline(StandardScaler(), lr), features, labels, cv=cv, method="predict_proba")
+        fit_labels = labels
+    else:
+        present, counts = np.unique(labels, return_counts=True)
+        if len(present) < 2:
+            raise ValueError("cleanlab needs at least two classes among the training labels")
+        folds = max(2, min(folds, int(counts.min()))) if counts.min() >= 2 else folds
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        fit_labels = np.searchsorted(present, labels)  # 0..m-1 over the classes present, as cross_val_predict encodes them
+    splits = [{"train": tr.tolist(), "test": te.tolist()} for tr, te in cv.split(features, fit_labels)]
+    parts = run_jobs(_logreg_fold, splits, compute or SERIAL, shared=(features, fit_labels, task), desc="cleanlab folds",
+                     labels=[f"fold {k} (seed {seed})" for k in range(len(splits))])
+    if task == "multilabel":
+        probs = np.zeros((len(labels), parts[0][0].shape[1]))
+        for split, (p, _) in zip(splits, parts):
+            probs[split["test"]] = p
+        return probs
+    probs = np.zeros((len(labels), len(present)))
+    for split, (p, classes) in zip(splits, parts):  # a class absent from a fold's training part keeps probability 0, as in cross_val_predict
+        probs[np.ix_(split["test"], classes)] = p
     full = np.zeros((len(labels), n_classes))
     full[:, present] = probs  # columns follow the sorted classes present in ``labels``
     return full
@@ -152,14 +182,15 @@ def estimate_cleanlab(ctx) -> dict[str, np.ndarray]:
         features = q.features.double().numpy()
         features = features[:, :-1] if np.all(features[:, -1] == 1) else features  # drop the bias column
     folds, method = opts.folds, opts.method
+    compute = ctx.extra.get("compute")  # a sampleval.compute.Compute runs the folds as executor jobs; default here
     if ctx.task == "multilabel":
         labels = (y.numpy() > 0.5).astype(int)
-        probs = cross_validated_probs(features, labels, "multilabel", ctx.n_classes, folds, int(ctx.seed))
+        probs = cross_validated_probs(features, labels, "multilabel", ctx.n_classes, folds, int(ctx.seed), compute)
         label_lists = [list(np.flatnonzero(row)) for row in labels]
         quality = cleanlab.multilabel_classification.rank.get_label_quality_scores(label_lists, probs, method=method)
     elif ctx.task == "multiclass":
         labels = y.numpy().astype(int)
-        probs = cross_validated_probs(features, labels, "multiclass", ctx.n_classes, folds, int(ctx.seed))
+        probs = cross_validated_probs(features, labels, "multiclass", ctx.n_classes, folds, int(ctx.seed), compute)
         quality = cleanlab.rank.get_label_quality_scores(labels, probs, method=method)
     else:
         raise ValueError(f"cleanlab supports multiclass and multilabel tasks, not {ctx.task!r}")
