@@ -267,7 +267,7 @@ def section_detection(inp: ReportInputs) -> list[str]:
         "## Label-error detection across noise kinds and seeds",
         "",
         f"Detection AUROC for the flipped labels, mean ± sd over seeds {det['seeds']} (each cell: its own noise draw "
-        "and baseline, `detect@<setting>-<seed>`); cleanlab on out-of-fold probabilities of the same model and recipe, "
+        "and baseline, one job of the `detect` stage per setting and seed); cleanlab on out-of-fold probabilities of the same model and recipe, "
         "`random` the chance line. Full table: `metrics/detection/summary.md`; curves: `plots/detection/`.",
         "",
         "| ranking | " + " | ".join(f"{s} ({settings[s]['kind']}, {settings[s]['rate']:g})" for s in settings) + " |",

@@ -67,12 +67,12 @@ def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, ma
 def _is_input_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a user's input problem (one line), not a bug (traceback).
 
-    sampleval's DataError and TrainingError are recognised by name, wherever they are
+    sampleval's DataError, TrainingError and ComputeError (a named failed job) are recognised by name, wherever they are
     defined, without importing their modules: a stage that never loads torch
     (check-params) stays fast on its error path too."""
     if isinstance(exc, (ParamsError, BaselineError, FileNotFoundError, KeyError, ValueError)):
         return True
-    return any(c.__name__ in ("DataError", "TrainingError") and c.__module__.startswith("sampleval.") for c in type(exc).__mro__)
+    return any(c.__name__ in ("DataError", "TrainingError", "ComputeError") and c.__module__.startswith("sampleval.") for c in type(exc).__mro__)
 
 
 @contextmanager
