@@ -7,7 +7,7 @@ import pytest
 from sampleval import expert_labels as ex
 from sampleval.data.xray import NIH14_FINDINGS, parse_nih14_labels
 from sampleval.multilabel_detection import label_wise_suspicion
-from tests.xray_fixtures import FIXTURES
+from xray_fixtures import FIXTURES
 
 GOOGLE = FIXTURES / "google2019_sample.csv"
 NIH = FIXTURES / "nih14_google_sample.csv"
@@ -118,7 +118,7 @@ def test_command_on_fixture_images(tmp_path, monkeypatch):
     from sampleval.experiment import train_and_evaluate
     from sampleval.training import TrainConfig
     from stages import expert_labels as stage
-    from tests.xray_fixtures import make_nih_root
+    from xray_fixtures import make_nih_root
 
     root = make_nih_root(tmp_path / "nih", frame=pd.read_csv(NIH))
     params = yaml.safe_load((FIXTURES.parents[1] / "params.yaml").read_text())

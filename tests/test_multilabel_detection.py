@@ -8,7 +8,7 @@ from sampleval import multilabel_detection as md
 from sampleval.data.noise import inject_multilabel_noise
 from sampleval.data.xray import NIH14_FINDINGS, load_nih14, parse_nih14_labels
 from sampleval.training import TrainConfig
-from tests.xray_fixtures import FIXTURES, make_nih_root
+from xray_fixtures import FIXTURES, make_nih_root
 
 NIH = FIXTURES / "nih14_google_sample.csv"
 
