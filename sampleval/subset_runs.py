@@ -39,11 +39,19 @@ def recipe_fingerprint(prepared: Prepared, cfg: TrainConfig) -> str:
 
 
 def pd_hash(table) -> str:
+    """Hash of a table's contents, multi-label columns (arrays per row) included."""
     import hashlib
 
     import pandas as pd
 
-    return hashlib.sha256(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes()).hexdigest()
+    h = hashlib.sha256()
+    for col in table.columns:
+        values = table[col]
+        if values.dtype == object:
+            values = values.map(lambda v: np.asarray(v).tobytes().hex() if isinstance(v, (np.ndarray, list)) else str(v))
+        h.update(str(col).encode())
+        h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def run_subset_cell(

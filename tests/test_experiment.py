@@ -108,3 +108,14 @@ def test_identical_subsets_train_once(tmp_path):
     assert all(a[s]["ids_sha256"] == b[s]["ids_sha256"] and a[s]["accuracy"] == b[s]["accuracy"] for s in a)
     again = run_subset_cells(prepared, CFG, cells, [0, 1], {"loss": _scores(prepared, "loss")}, Compute(workers=1), cache)
     assert again == recs
+
+
+def test_recipe_fingerprint_reads_multilabel_tables():
+    """Multi-label tables hold an array per row: the fingerprint hashes them, and tells them apart."""
+    from sampleval.subset_runs import recipe_fingerprint
+
+    a = _prepared()
+    a.table["label"] = [np.array([i % 2, 1 - i % 2]) for i in range(len(a.table))]
+    b = _prepared()
+    b.table["label"] = [np.array([1 - i % 2, i % 2]) for i in range(len(b.table))]
+    assert recipe_fingerprint(a, CFG) == recipe_fingerprint(a, CFG) != recipe_fingerprint(b, CFG)

@@ -22,6 +22,9 @@ from ..compute import SERIAL, Compute, JobCache, run_jobs
 from .cell import NoiseSetting, cell_name, run_cell
 
 RECIPE = ("seed", "data", "model", "train", "influence")  # the params sections a cell reads
+# influence keys no cell reads (the pipeline's own estimator list, sharding, explanations): out of
+# the job, so that editing them keeps every cached cell
+NOT_READ = ("methods", "shards", "explain_top_k", "explain_n_test")
 
 
 def cell_job_spec(params: dict, setting: str, seed: int) -> dict:
@@ -36,7 +39,7 @@ def cell_job_spec(params: dict, setting: str, seed: int) -> dict:
         "rankings": list(det["rankings"]),
         "combinations": dict(det.get("combinations") or {}),
         "folds": int(det["cleanlab_folds"]),
-        "recipe": {k: params[k] for k in RECIPE},
+        "recipe": {k: params[k] for k in RECIPE} | {"influence": {k: v for k, v in params["influence"].items() if k not in NOT_READ}},
     }
 
 
