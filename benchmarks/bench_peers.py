@@ -192,7 +192,7 @@ def main() -> None:
 
     train_times.append(one_training())
     train_s = float(np.median(train_times))
-    out = [f"# The field's estimators against ours (benchmarks/bench_peers.py)\n", *lines, "",
+    out = ["# The field's estimators against ours (benchmarks/bench_peers.py)\n", *lines, "",
            f"One training run of the default recipe: {train_s:.2f} s (median of {', '.join(f'{t:.2f}' for t in train_times)} s: "
            "at the start, after the estimators, at the end; the machine's load changes within a run). "
            f"Command: `python benchmarks/bench_peers.py --root {args.root} --models {args.models} --workers {args.workers}`.", "",

@@ -45,6 +45,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from sampleval.compute import Compute, run_jobs  # noqa: E402
+from sampleval.determinism import configure_torch  # noqa: E402
 from sampleval.config import load_params  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
 from sampleval.influence import make_context  # noqa: E402
@@ -91,8 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.root)
     params = load_params(ROOT / "params.yaml")
-    torch.set_num_threads(params["train"]["cpu_threads"])
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_torch(params["train"]["cpu_threads"])
     inf = params["influence"]
     cfg = TrainConfig.from_params(params)
     prepared = load_prepared(root / paths.PREPARED)

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sampleval.determinism import configure_torch  # noqa: E402
 from sampleval.config import load_params  # noqa: E402
 from sampleval.detection import NoiseSetting, cell_name, run_cell  # noqa: E402
 from sampleval.io import write_json, write_parquet  # noqa: E402
@@ -59,8 +59,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[detect-sweep] %(message)s", stream=sys.stderr)
     for noisy in ("sampleval.influence.tracin", "sampleval.influence.hessian", "sampleval.influence.baselines"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_torch(1)
     params = load_params(args.params)
     det = params["detect"]
     settings = list(det["settings"]) if args.settings == ["all"] else args.settings

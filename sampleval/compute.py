@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .determinism import configure_torch
+
 BACKENDS = ("local", "ray")
 
 
@@ -176,17 +178,10 @@ def _CODE() -> str:
 _SHARED: Any = None
 
 
-def _configure_torch(cpu_threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(cpu_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def _init_worker(shared: Any, cpu_threads: int) -> None:
     global _SHARED
     _SHARED = shared
-    _configure_torch(cpu_threads)
+    configure_torch(cpu_threads)
 
 
 def _pool_call(fn: Callable, job: Any) -> Any:
@@ -194,7 +189,7 @@ def _pool_call(fn: Callable, job: Any) -> Any:
 
 
 def _ray_call(fn: Callable, shared: Any, job: Any, cpu_threads: int) -> Any:
-    _configure_torch(cpu_threads)
+    configure_torch(cpu_threads)
     return fn(shared, job)
 
 
@@ -277,7 +272,7 @@ def _run_pool(fn, jobs, todo, compute, shared, labels, desc, done) -> None:
     ctx = mp.get_context("forkserver")
     # the fork server imports torch and the library once; workers fork from it, clean of this
     # process's threads (forking a process that has run torch ops can deadlock in OpenMP)
-    ctx.set_forkserver_preload(["torch", "torch._inductor.config", "sampleval.training"])  # the last two: what use_deterministic_algorithms imports (seconds)
+    ctx.set_forkserver_preload(["torch", "sampleval.training"])
     with _bar(len(todo), desc) as bar, ProcessPoolExecutor(
         max_workers=min(compute.workers, len(todo)), mp_context=ctx,
         initializer=_init_worker, initargs=(shared, compute.cpu_threads),

@@ -121,7 +121,6 @@ class TrakOptions:
         0.0, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0,
         "a number >= 0 (added to the diagonal of the projected-gradient kernel before inversion)",
     )
-    cache: str | None = option("data/cache/trak", _null_or(lambda x: isinstance(x, str) and x != ""), "null (no cache) or a folder for the job cache")
 
 
 # --------------------------------------------------------------------------- entries

@@ -9,7 +9,7 @@ from .cells import CellKey
 from .compute import SERIAL, pack_mask, run_jobs, unpack_mask
 from .data.prepared import Prepared
 from .experiment import class_composition, train_and_evaluate
-from .io import hash_array, hash_ids
+from .io import hash_ids
 from .subsets import RANDOM, VARIANTS, choose_subset, helpfulness, parse_strategy
 from .training import TrainConfig
 
@@ -22,36 +22,6 @@ def retrain_subset_job(shared: tuple[Prepared, TrainConfig], job: dict) -> dict:
     keep = unpack_mask(job["keep"], len(tr.ids))
     _, metrics = train_and_evaluate(prepared, cfg, int(job["seed"]), keep=keep)
     return {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
-
-
-def recipe_fingerprint(prepared: Prepared, cfg: TrainConfig) -> str:
-    """What a retraining's result depends on besides its job: the data and the recipe
-    (the key of the job cache's shared part)."""
-    import hashlib
-    import json
-    from dataclasses import asdict
-
-    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
-    h.update(hash_array(np.ascontiguousarray(prepared.images)).encode())
-    h.update(pd_hash(prepared.table).encode())
-    h.update(f"{prepared.task}|{prepared.classes}".encode())
-    return h.hexdigest()
-
-
-def pd_hash(table) -> str:
-    """Hash of a table's contents, multi-label columns (arrays per row) included."""
-    import hashlib
-
-    import pandas as pd
-
-    h = hashlib.sha256()
-    for col in table.columns:
-        values = table[col]
-        if values.dtype == object:
-            values = values.map(lambda v: np.asarray(v).tobytes().hex() if isinstance(v, (np.ndarray, list)) else str(v))
-        h.update(str(col).encode())
-        h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
-    return h.hexdigest()
 
 
 def run_subset_cell(

@@ -29,10 +29,9 @@ def start(name: str, baseline: bool = False) -> dict:
         log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
     import torch
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    # Fixed per params: results do not depend on the machine's core count, and a tiny model
-    # trains faster on one thread than on two that spin-wait for each other.
-    torch.set_num_threads(params["train"]["cpu_threads"])
+    from sampleval.determinism import configure_torch
+
+    configure_torch(params["train"]["cpu_threads"])
     torch.manual_seed(params["seed"])
     return params
 

@@ -1,50 +1,46 @@
-"""influence: one estimator over the saved checkpoints -> data/influence/methods/<method>.parquet
-and its diagnostics (solver, iterations, residual, curvature, fallback, damping, checkpoints
-used) -> data/influence/methods/<method>.json, which the scores stage merges into
-metrics/influence.json.
+"""influence: every estimator in influence.methods over the saved checkpoints ->
+data/influence/methods/<method>.parquet (scores) and <method>.json (diagnostics: solver,
+iterations, residual, curvature, fallback, damping, checkpoints used), which the scores stage
+merges into data/influence/scores.parquet and metrics/influence.json.
 
-One DVC stage per estimator (a matrix over influence.methods), so that adding an
-estimator computes only the new one. The streaming estimators (tracin, self_influence)
-run on train.device (auto: CUDA when available); the others on the CPU. Those two split the
-training set into influence.shards shards, one job each on the compute backend
-(sampleval.compute: local processes or Ray tasks); the scores do not depend on it.
+Each estimator is a job of the executor (compute params: local processes or Ray tasks;
+sampleval.influence.runner), and finished estimators are kept in the job cache
+(data/jobs/influence): adding an estimator, or changing one estimator's options, computes only
+that one. The streaming estimators (tracin, self_influence) run on train.device (auto: CUDA
+when available) and split the training set into influence.shards shards; the scores do not
+depend on where or in how many pieces they ran.
 """
 from __future__ import annotations
 
-import argparse
-
 import pandas as pd
 
-from sampleval.compute import Compute
+from sampleval.compute import Compute, JobCache
 from sampleval.data.prepared import load_prepared
-from sampleval.influence import make_context, run_estimator
+from sampleval.influence.runner import Baseline, baseline_fingerprint, run_estimators
 from sampleval.influence.tracin import resolve_shards
 from sampleval.io import write_json, write_parquet
-from sampleval.training import TrainConfig, pick_device
+from sampleval.training import TrainConfig
 from stages import paths
 from stages._common import log, main, start
 
 
 @main
 def run(argv=None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--method", required=True)
-    args = ap.parse_args(argv)
-    params = start(f"influence:{args.method}", baseline=True)
+    params = start("influence", baseline=True)
     inf = params["influence"]
     prepared = load_prepared(paths.PREPARED)
-    cfg = TrainConfig.from_params(params)
-    ctx = make_context(
-        prepared, cfg, paths.CHECKPOINTS, paths.MODEL, inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
-        inf["tracin_method"], pick_device(cfg.device), options=inf["options"],
-    )
-    ctx.compute = Compute.from_params(params)
-    ctx.shards = resolve_shards(inf["shards"], ctx.compute)
-    columns = run_estimator(args.method, ctx)
-    df = pd.DataFrame({"sample_id": prepared.split("train").ids, **columns})
-    write_parquet(paths.method_scores(args.method), df)
-    write_json(paths.method_diagnostics(args.method), ctx.diagnostics.get(args.method, {}), ndigits=None)
-    log.info("%s: %d scores, range [%.4g, %.4g]", args.method, len(df), df[args.method].min(), df[args.method].max())
+    baseline = Baseline.load(prepared, TrainConfig.from_params(params), paths.CHECKPOINTS, paths.MODEL)
+    compute = Compute.from_params(params)
+    cached = params["compute"]["job_cache"]
+    cache = JobCache(paths.job_cache("influence"), baseline_fingerprint(baseline)) if cached else None
+    results = run_estimators(baseline, inf["methods"], inf, params["seed"], compute, resolve_shards(inf["shards"], compute), cache,
+                             job_cache_root=paths.JOBS if cached else None)
+    ids = prepared.split("train").ids
+    for method, result in results.items():
+        df = pd.DataFrame({"sample_id": ids, **result.columns})
+        write_parquet(paths.method_scores(method), df)
+        write_json(paths.method_diagnostics(method), result.diagnostics, ndigits=None)
+        log.info("%s: %d scores, range [%.4g, %.4g]", method, len(df), df[method].min(), df[method].max())
 
 
 if __name__ == "__main__":

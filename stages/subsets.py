@@ -14,7 +14,8 @@ import pandas as pd
 from sampleval.cells import planned_cells
 from sampleval.compute import Compute, JobCache
 from sampleval.data.prepared import load_prepared
-from sampleval.subset_runs import recipe_fingerprint, run_subset_cells
+from sampleval.fingerprints import recipe_fingerprint
+from sampleval.subset_runs import run_subset_cells
 from sampleval.io import write_json
 from sampleval.subsets import RANDOM
 from sampleval.training import TrainConfig

@@ -124,30 +124,40 @@ def test_adding_a_ranking_trains_no_existing_cell(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = _dvc(repo, "repro")
     assert "subsets" in _ran(out)
+    assert "influence: 2 of 3 jobs read from the job cache" in out  # only the new estimator computed
     assert _cached(out) == (54, 72)  # loss: 3 new cells x 6 seeds
 
 
 def test_estimator_options_and_diagnostics(repo):
     """Each estimator's diagnostics reach metrics/influence.json; changing one estimator's
-    options (influence.options.<name>) marks only that estimator's stage."""
+    options (influence.options.<name>) reruns the influence stage, which computes only that
+    estimator (the others come from its job cache, data/jobs/influence)."""
     repo, _ = repo
     influence = json.loads((repo / "metrics/influence.json").read_text())
     assert influence["diagnostics"]["tracin"]["epochs_used"] == [1, 2, 3]
     assert influence["diagnostics"]["tracin"]["checkpoints"] == "all"
     assert influence["diagnostics"]["self_influence"]["epochs_used"] == [1, 2, 3]
+    methods = "data/influence/methods"
+    before = {p.name: p.read_bytes() for p in (repo / methods).iterdir()}
     original = (repo / "params.yaml").read_text()
     params = yaml.safe_load(original)
     params["influence"]["options"]["tracin"]["burn_in"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         status = _dvc(repo, "status")
+        changed = set(re.findall(r"^([\w@.-]+):\s*$", status, flags=re.M))
+        # the sweep (detect) and refine run the estimators themselves, so they declare influence.options too
+        assert changed - {"check-params"} == {"influence", "refine", "detect"}, status
+        n = len(params["influence"]["methods"])
+        out = _dvc(repo, "repro", "influence")
+        assert f"influence: {n - 1} of {n} jobs read from the job cache" in out
+        assert json.loads((repo / methods / "tracin.json").read_text())["epochs_used"] == [2, 3]
+        assert (repo / methods / "self_influence.parquet").read_bytes() == before["self_influence.parquet"]
     finally:
         (repo / "params.yaml").write_text(original)
-    changed = set(re.findall(r"^([\w@.-]+):\s*$", status, flags=re.M))
-    # only that estimator's stage among the estimators; the sweep (detect) and refine run the
-    # estimators themselves, so they declare influence.options as a whole
-    assert {c for c in changed if c.startswith("influence@")} == {"influence@tracin"}, status
-    assert changed - {"influence@tracin", "check-params"} == {"refine", "detect"}, status
+    out = _dvc(repo, "repro", "influence")
+    assert f"influence: {n} of {n} jobs read from the job cache" in out
+    assert {p.name: p.read_bytes() for p in (repo / methods).iterdir()} == before  # read back bit for bit
 
 
 def test_adding_a_detect_seed_computes_only_the_new_cell(repo):

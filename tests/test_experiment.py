@@ -112,7 +112,7 @@ def test_identical_subsets_train_once(tmp_path):
 
 def test_recipe_fingerprint_reads_multilabel_tables():
     """Multi-label tables hold an array per row: the fingerprint hashes them, and tells them apart."""
-    from sampleval.subset_runs import recipe_fingerprint
+    from sampleval.fingerprints import recipe_fingerprint
 
     a = _prepared()
     a.table["label"] = [np.array([i % 2, 1 - i % 2]) for i in range(len(a.table))]

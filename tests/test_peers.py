@@ -36,13 +36,14 @@ class Tiny:
         self.flipped = np.asarray(self.flipped, bool)
         self.result = train(self.x, self.labels, self.xv, self.yv, "multiclass", 10, CFG, seed=0, ckpt_dir=tmp)
 
-    def ctx(self, **options):
+    def ctx(self, job_cache=None, **options):
         r = self.result
         return InfluenceContext(
             model=build_model("small_cnn", 1, 10, 8), loss_fn=r.loss_fn, checkpoints=load_checkpoints(r.checkpoints),
             final_state=r.best_state, final_epoch=r.best_epoch, train=Samples(self.x, self.labels, "multiclass"),
             val=Samples(self.xv, self.yv, "multiclass"), task="multiclass", n_classes=10, batch_size=32, damping=0.1,
             cg_iterations=200, options={"tracin": {"checkpoints": "all", "burn_in": 0}, **options}, train_config=CFG,
+            job_cache=job_cache,
         )
 
 
@@ -89,7 +90,8 @@ def test_ekfac_heuristic_damping_and_no_self_influence(tiny, references):
 
 def test_trak_sign_and_job_cache(tiny, references, tmp_path):
     cache = tmp_path / "cache"
-    ctx = tiny.ctx(trak={"models": 2, "cache": str(cache)})
+    ctx = tiny.ctx(trak={"models": 2})
+    ctx.job_cache = str(cache)
     scores = run_estimator("trak", ctx)["trak"]
     assert len(list(cache.glob("*.json"))) == 2  # one cached job per model
     # TRAK's scores of the clean samples are mostly noise at 2 models (correlation with if_cg about 0
@@ -99,14 +101,14 @@ def test_trak_sign_and_job_cache(tiny, references, tmp_path):
         assert values[tiny.flipped].mean() < 0 < values[~tiny.flipped].mean()
     info = ctx.diagnostics["trak"]
     assert info["models"] == 2 and info["seeds"] == "1..2" and info["library"] == "dattri"
-    again = run_estimator("trak", tiny.ctx(trak={"models": 2, "cache": str(cache)}))["trak"]
+    again = run_estimator("trak", tiny.ctx(trak={"models": 2}, job_cache=str(cache)))["trak"]
     np.testing.assert_array_equal(again, scores)  # read back, not retrained
-    run_estimator("trak", tiny.ctx(trak={"models": 3, "cache": str(cache)}))
+    run_estimator("trak", tiny.ctx(trak={"models": 3}, job_cache=str(cache)))
     assert len(list(cache.glob("*.json"))) == 3  # growing the ensemble trains only the new model
 
 
 def test_trak_needs_the_recipe(tiny):
-    ctx = tiny.ctx(trak={"models": 1, "cache": None})
+    ctx = tiny.ctx(trak={"models": 1})
     ctx.train_config = None
     with pytest.raises(ValueError, match="trak retrains models with the baseline's recipe"):
         run_estimator("trak", ctx)

@@ -297,7 +297,7 @@ def test_stage_refuses_a_chance_level_baseline_before_any_work(tmp_path):
     (tmp_path / "data" / "influence" / "methods").mkdir(parents=True)
     (tmp_path / "data" / "influence" / "methods" / "tracin.parquet").write_bytes(b"earlier output")
     before = _checksums(tmp_path / "data")
-    line = _one_error_line(_stage(tmp_path, "influence", "--method", "tracin", params=_params()))
+    line = _one_error_line(_stage(tmp_path, "influence", params=_params()))
     assert line.startswith("error: baseline model refused: validation accuracy 0.11")
     assert _checksums(tmp_path / "data") == before
 

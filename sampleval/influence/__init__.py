@@ -34,7 +34,7 @@ from ..checkpoints import list_checkpoints, load_checkpoint
 from .core import Checkpoint, InfluenceContext, Samples, load_checkpoints, n_samples
 from ..estimators import ESTIMATORS, get
 
-__all__ = ["Checkpoint", "InfluenceContext", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator", "make_context"]
+__all__ = ["Checkpoint", "InfluenceContext", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator", "make_context", "make_context_from"]
 
 # name -> "module:function" (kept for callers of the older interface; the entries are in sampleval.estimators)
 REGISTRY: dict[str, str] = {name: e.function for name, e in ESTIMATORS.items()}
@@ -57,23 +57,36 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
 
 def make_context(
     prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "central",
-    device: torch.device | None = None, options: dict | None = None, compute=None,
+    device: torch.device | None = None, options: dict | None = None, compute=None, job_cache: str | None = None,
 ) -> InfluenceContext:
-    """Everything an estimator needs, from the prepared data and the training outputs.
+    """Everything an estimator needs, from the prepared data and the training outputs on disk.
     ``options``: ``influence.options`` from params (estimator name -> dict); ``compute``: where
-    the estimators that run jobs (trak's ensemble) run them (None: serially here)."""
+    the estimators that run jobs (trak's ensemble, shards) run them (None: serially here);
+    ``job_cache``: the folder where such an estimator caches its finished jobs (None: no cache)."""
+    final = load_checkpoint(final_model_path)
+    return make_context_from(
+        prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"], int(final["epoch"]) if "epoch" in final else None,
+        batch_size, damping, cg_iterations, seed, tracin_method, device, options, compute, job_cache,
+    )
+
+
+def make_context_from(
+    prepared, cfg, checkpoints: list[Checkpoint], final_state: dict, final_epoch: int | None, batch_size: int, damping: float,
+    cg_iterations: int, seed: int, tracin_method: str = "central", device: torch.device | None = None, options: dict | None = None,
+    compute=None, job_cache: str | None = None,
+) -> InfluenceContext:
+    """:func:`make_context` from checkpoints already in memory (an executor job's shared baseline)."""
     from ..models import build_model
     from ..training import make_loss
 
     tr, va = prepared.split("train"), prepared.split("val")
     model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
-    final = load_checkpoint(final_model_path)
     return InfluenceContext(
         model=model,
         loss_fn=make_loss(prepared.task, cfg, tr.y),
-        checkpoints=load_checkpoints(list_checkpoints(checkpoint_dir)),
-        final_state=final["model"],
-        final_epoch=int(final["epoch"]) if "epoch" in final else None,
+        checkpoints=checkpoints,
+        final_state=final_state,
+        final_epoch=final_epoch,
         train=Samples(tr.x, tr.y, prepared.task),
         val=Samples(va.x, va.y, prepared.task),
         task=prepared.task,
@@ -88,4 +101,5 @@ def make_context(
         options=dict(options or {}),
         train_config=cfg,
         compute=compute,
+        job_cache=job_cache,
     )

@@ -334,6 +334,7 @@ class InfluenceContext:
     compute: object | None = None  # where shards (and trak's ensemble) run (sampleval.compute.Compute; None: in this process)
     options: dict = field(default_factory=dict)
     train_config: object | None = None  # the baseline's TrainConfig: estimators that retrain (trak) reuse its recipe
+    job_cache: str | None = None  # folder of the job cache of the estimator's own jobs (trak's ensemble); None: no cache
     extra: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
 

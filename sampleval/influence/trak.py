@@ -13,8 +13,8 @@ over the validation samples. Positive = helpful (it raises the validation sample
 
 Every model (its training and its projected features, reduced to two vectors per model) is a
 job of :func:`sampleval.compute.run_jobs`, on ``ctx.compute`` (serial when None), and cached
-with a :class:`~sampleval.compute.JobCache` under ``influence.options.trak.cache`` (default
-``data/cache/trak``, git-ignored; null: no cache). The cache key hashes the job (seed,
+with a :class:`~sampleval.compute.JobCache` in ``ctx.job_cache`` (the pipeline: ``data/jobs/trak``,
+git-ignored, when ``compute.job_cache`` is true). The cache key hashes the job (seed,
 recipe, projection dimension, regularisation), the training and validation data and the
 library's source, so growing ``models`` from 10 to 20 trains only the 10 new models.
 """
@@ -36,13 +36,10 @@ log = logging.getLogger(__name__)
 
 def data_fingerprint(shared: dict) -> str:
     """Hash of the data every job trains and scores on (the job cache's shared fingerprint)."""
-    h = hashlib.sha256()
-    for key in ("x_train", "y_train", "x_val", "y_val"):
-        a = np.ascontiguousarray(shared[key])
-        h.update(f"{key}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    h.update(f"{shared['task']}:{shared['n_classes']}".encode())
-    return h.hexdigest()
+    from ..fingerprints import arrays_hash
+
+    arrays = arrays_hash({k: shared[k] for k in ("x_train", "y_train", "x_val", "y_val")})
+    return hashlib.sha256(f"{arrays}:{shared['task']}:{shared['n_classes']}".encode()).hexdigest()
 
 
 def _output_functions(model: torch.nn.Module, task: str):
@@ -138,7 +135,6 @@ def trak_scores(shared: dict, recipe, seeds: list[int], proj_dim: int = 512, reg
     info = {
         "library": "dattri", "models": len(seeds), "seeds": f"{seeds[0]}..{seeds[-1]}", "proj_dim": int(proj_dim),
         "projector": "dattri random_project (CPU)", "regularization": float(regularization), "output": "margin",
-        "cache": str(cache_dir) if cache_dir is not None else None,
     }  # no wall times: the diagnostics reach metrics/influence.json, which must be byte-reproducible
     return xinv * q, info
 
@@ -171,7 +167,7 @@ def estimate_trak(ctx) -> dict[str, np.ndarray]:
         raise ValueError("trak retrains models with the baseline's recipe: the influence context has no train_config (make_context sets it)")
     scores, info = trak_scores(
         shared_data(ctx), ctx.train_config, ensemble_seeds(ctx.seed, opts.models), opts.proj_dim, opts.regularization, ctx.batch_size,
-        ctx.compute, opts.cache,
+        ctx.compute, ctx.job_cache,
     )
     record(ctx, "trak", info)
     return {"trak": scores}

@@ -1,0 +1,16 @@
+"""How every computing process sets torch up (a stage, a pool worker, a Ray task): one home."""
+from __future__ import annotations
+
+
+def configure_torch(cpu_threads: int) -> None:
+    """Every process that computes (a stage, a worker, a Ray task): ``cpu_threads`` torch threads,
+    fixed by params, so results do not depend on the machine's core count (a tiny model also
+    trains faster on one thread than on two that spin-wait for each other); and, on CUDA,
+    deterministic kernels. On the CPU at a fixed thread count torch's kernels already give the
+    same bits every run, and the switch would cost each process seconds (it imports
+    ``torch._inductor``): the pipeline's outputs were byte-identical without it."""
+    import torch
+
+    torch.set_num_threads(cpu_threads)
+    if torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True, warn_only=True)

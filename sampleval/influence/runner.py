@@ -1,0 +1,132 @@
+"""Several estimators over one baseline, as executor jobs: one job per estimator.
+
+:func:`run_estimators` is what the ``influence`` stage calls. Each estimator in the list is a
+job of :func:`sampleval.compute.run_jobs` (local processes or Ray tasks), so the estimators run
+side by side and a cluster runs each where it is placed. The job is a pure function of the
+shared :class:`Baseline` (prepared data, recipe, checkpoints, selected model) and of its spec:
+the estimator's name, its options and the ``influence`` settings every estimator reads.
+
+With a job cache (:class:`sampleval.compute.JobCache`, keyed by :func:`baseline_fingerprint`
+and the spec), an estimator whose inputs did not change is read back: adding one to
+``influence.methods`` computes only the new one, and changing one estimator's options reruns
+only that estimator.
+
+Estimators that fan out jobs of their own run in this process instead, with the whole
+executor for their jobs (jobs are not nested): TRAK's ensemble, and ``tracin`` and
+``self_influence`` when ``shards > 1``. Their results are cached the same way. Where an
+estimator runs never changes its scores: the columns equal those of a serial run, bit for bit
+on one device (tests/test_influence_runner.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoints import list_checkpoints, load_checkpoint
+from ..compute import SERIAL, Compute, JobCache, run_jobs
+from ..fingerprints import arrays_hash, recipe_fingerprint
+from .core import Checkpoint, load_checkpoints
+
+# the influence settings every estimator may read (the rest of params' influence section is
+# the list of methods, their options, and where to run: none of it changes one estimator's result)
+SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
+SHARDED = ("tracin", "self_influence")  # estimators that split the training set into influence.shards jobs
+FANS_OUT = ("trak",)  # estimators that always run jobs of their own (TRAK's ensemble)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What every estimator job shares: the prepared data, the recipe (a ``TrainConfig``), the
+    checkpoints of the baseline run and its selected model."""
+
+    prepared: object
+    cfg: object
+    checkpoints: list[Checkpoint]
+    final_state: dict
+    final_epoch: int | None = None
+
+    @classmethod
+    def load(cls, prepared, cfg, checkpoint_dir: str | Path, final_model_path: str | Path) -> "Baseline":
+        final = load_checkpoint(final_model_path)
+        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"],
+                   int(final["epoch"]) if "epoch" in final else None)
+
+
+@dataclass(frozen=True)
+class EstimatorResult:
+    columns: dict[str, np.ndarray]  # float64, one entry per training sample, in the estimator's order
+    diagnostics: dict = field(default_factory=dict)
+
+
+def baseline_fingerprint(baseline: Baseline) -> str:
+    """The job cache's shared part: the data, the recipe and every checkpoint's weights and learning rate."""
+    import hashlib
+
+    h = hashlib.sha256(recipe_fingerprint(baseline.prepared, baseline.cfg).encode())
+    for c in baseline.checkpoints:
+        h.update(f"epoch {c.epoch} lr {c.lr!r}".encode())
+        h.update(arrays_hash(c.state.items()).encode())
+    h.update(f"final {baseline.final_epoch}".encode())
+    h.update(arrays_hash(baseline.final_state.items()).encode())
+    return h.hexdigest()
+
+
+def estimator_spec(method: str, influence: dict, seed: int) -> dict:
+    """A job's spec: the estimator, its own options and the settings every estimator reads
+    (``influence`` is params' influence section)."""
+    return {"method": method, "options": influence.get("options", {}).get(method), "seed": int(seed),
+            **{k: influence[k] for k in SETTINGS}}
+
+
+@dataclass(frozen=True)
+class _Shared:
+    baseline: Baseline
+    compute: Compute  # for an estimator's own jobs (shards, TRAK's ensemble): serial inside a pooled job
+    shards: int = 1
+    job_cache_root: str | None = None  # <root>/<estimator>: the job cache of an estimator's own jobs
+
+
+def estimator_job(shared: _Shared, spec: dict) -> dict:
+    """Executor job: one estimator over the shared baseline -> ``{"columns": {name: [floats]}, "diagnostics": {...}}``."""
+    from ..training import pick_device
+    from . import make_context_from, run_estimator
+
+    b = shared.baseline
+    method = spec["method"]
+    options = {method: spec["options"]} if spec["options"] is not None else {}
+    ctx = make_context_from(
+        b.prepared, b.cfg, b.checkpoints, b.final_state, b.final_epoch, spec["batch_size"], spec["damping"], spec["cg_iterations"],
+        spec["seed"], spec["tracin_method"], pick_device(b.cfg.device), options=options, compute=shared.compute,
+        job_cache=f"{shared.job_cache_root}/{method}" if shared.job_cache_root is not None else None,
+    )
+    ctx.shards = shared.shards
+    columns = run_estimator(method, ctx)
+    return {"columns": {k: v.tolist() for k, v in columns.items()}, "diagnostics": ctx.diagnostics.get(method, {})}
+
+
+def fans_out(method: str, shards: int) -> bool:
+    """Whether ``method`` runs executor jobs of its own (then it runs in the calling process)."""
+    return method in FANS_OUT or (method in SHARDED and shards > 1)
+
+
+def run_estimators(baseline: Baseline, methods: list[str], influence: dict, seed: int, compute: Compute = SERIAL,
+                   shards: int = 1, cache: JobCache | None = None, job_cache_root: str | None = None) -> dict[str, EstimatorResult]:
+    """Every estimator in ``methods`` over ``baseline``; returns name -> result, in ``methods``' order.
+
+    ``influence``: params' influence section (settings and per-estimator options); ``shards``:
+    training-set shards of ``tracin``/``self_influence``; ``cache``: finished estimators by key;
+    ``job_cache_root``: where estimators that run jobs of their own cache them (``<root>/<name>``:
+    TRAK's ensemble models, reused when only the baseline's checkpoints change)."""
+    specs = {m: estimator_spec(m, influence, seed) for m in methods}
+    own = [m for m in methods if fans_out(m, shards)]
+    pooled = [m for m in methods if m not in own]
+    out: dict[str, dict] = {}
+    if pooled:
+        results = run_jobs(estimator_job, [specs[m] for m in pooled], compute, shared=_Shared(baseline, compute.serial(), 1, job_cache_root),
+                           labels=pooled, desc="influence", cache=cache)
+        out.update(zip(pooled, results))
+    for m in own:  # one at a time, each fanning out over the whole executor
+        out[m] = run_jobs(estimator_job, [specs[m]], SERIAL, shared=_Shared(baseline, compute, shards, job_cache_root), labels=[m], desc=m, cache=cache)[0]
+    return {m: EstimatorResult({k: np.asarray(v, dtype=np.float64) for k, v in out[m]["columns"].items()}, out[m]["diagnostics"]) for m in methods}
