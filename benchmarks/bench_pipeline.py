@@ -5,7 +5,7 @@ of params.yaml whose `compute.workers` is 1, then 2 (through SAMPLEVAL_PARAMS, w
 stage reads), times it, and checks that the outputs are byte-identical across the two worker
 counts. Needs the inputs of a finished `dvc repro` in the workspace; it rewrites the stages'
 outputs with the same bytes (it fails if they differ).
-Usage: python benchmarks/bench_pipeline.py [stage ...]   (default: fidelity subsets detect refine)
+Usage: python benchmarks/bench_pipeline.py [stage ...]   (default: influence fidelity subsets detect refine)
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["fidelity", "subsets", "detect", "refine"]
+STAGES = ["influence", "fidelity", "subsets", "detect", "refine"]
 
 
 def digest(paths: list[str]) -> str:
