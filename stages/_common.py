@@ -15,24 +15,26 @@ log = logging.getLogger("sampleval")
 
 
 
-def start(name: str, baseline: bool = False) -> dict:
-    """Configure logging, validate params.yaml (failing before any work) and seed torch.
+def start(name: str, baseline: bool = False, torch: bool = True) -> dict:
+    """Configure logging, validate params.yaml (failing before any work) and set torch up.
 
     ``baseline=True`` (stages that consume the trained baseline or scores derived from it):
     refuse a baseline whose validation metrics are at chance level, unless
-    ``checks.allow_chance_level`` is true."""
+    ``checks.allow_chance_level`` is true. ``torch=False``: a stage that computes nothing
+    with torch (tables, tests, figures) skips importing it (seconds per stage)."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
     if baseline:
         require_usable_baseline(params)
     if BLAS_PINNED:
         log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
-    import torch
+    if torch:
+        import torch as _torch
 
-    from sampleval.determinism import configure_torch
+        from sampleval.determinism import configure_torch
 
-    configure_torch(params["train"]["cpu_threads"])
-    torch.manual_seed(params["seed"])
+        configure_torch(params["train"]["cpu_threads"])
+        _torch.manual_seed(params["seed"])
     return params
 
 

@@ -14,7 +14,7 @@ from stages.paths import DETECT_CELLS, DETECT_RECORDS, DETECTION, DETECTION_PLOT
 
 @main
 def run(argv=None) -> None:
-    params = start("detect-summary")
+    params = start("detect-summary", torch=False)
     det = params["detect"]
     summary, insp, thr = summarise(DETECT_CELLS, det["run"], det["seeds"], det, det["development_seeds"], DETECT_RECORDS)
     write_json(f"{DETECTION}/summary.json", summary)

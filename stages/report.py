@@ -25,7 +25,7 @@ def _json(path: str) -> dict:
 
 @main
 def run(argv=None) -> None:
-    params = start("report")
+    params = start("report", torch=False)
     sub, metric = params["subsets"], params["stats"]["metric"]
     score_col = sub["scores"][0]  # the histogram and sorted-score figures show the first ranking
     table = pd.read_parquet(SCORES)

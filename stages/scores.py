@@ -12,7 +12,7 @@ from stages._common import log, main, start
 
 @main
 def run(argv=None) -> None:
-    params = start("scores")
+    params = start("scores", torch=False)
     methods = params["influence"]["methods"]
     table = merge_scores(load_prepared(paths.PREPARED), methods, paths.METHODS_DIR)
     write_parquet(paths.SCORES, table)

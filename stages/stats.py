@@ -12,7 +12,7 @@ from stages.paths import STATS_METRICS, SUBSETS
 
 @main
 def run(argv=None) -> None:
-    params = start("stats")
+    params = start("stats", torch=False)
     sub, cfg = params["subsets"], params["stats"]
     cells = load_cells(sub, SUBSETS)
     rows = compare(comparisons(sub, cells, cfg["metric"]), cfg["alpha"], cfg["n_bootstrap"])

@@ -49,3 +49,21 @@ def test_library_errors_are_one_line_and_bugs_keep_their_traceback(capsys, monke
     monkeypatch.setenv("SAMPLEVAL_DEBUG", "1")
     with pytest.raises(TrainingError), one_line_errors():
         raise TrainingError("full traceback wanted")
+
+
+def test_start_imports_torch_only_for_stages_that_compute_with_it():
+    """The table and figure stages (stats, scores, detect-summary, report) start without torch
+    (seconds per stage); the others get its threads from params (train.cpu_threads: 1)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert run("import sys; from stages._common import start; start('x', torch=False); print('torch' in sys.modules)") == "False"
+    assert run("from stages._common import start; start('x'); import torch; print(torch.get_num_threads())") == "1"
+    for module, name in (("stats", "stats"), ("scores", "scores"), ("detect_summary", "detect-summary"), ("report", "report")):
+        assert f'start("{name}", torch=False)' in (root / "stages" / f"{module}.py").read_text()
