@@ -38,7 +38,7 @@ def merge_scores(prepared: Prepared, methods: list[str], methods_dir: str | Path
             raise DataError(f"influence scores for '{method}' missing at {path}; run `dvc repro` to compute them")
         part = pd.read_parquet(path)
         if not np.array_equal(part["sample_id"].to_numpy(), table["sample_id"].to_numpy()):
-            raise DataError(f"{path} does not cover the current training set in order; rerun `dvc repro` (influence@{method})")
+            raise DataError(f"{path} does not cover the current training set in order; rerun `dvc repro influence`")
         clash = set(part.columns[1:]) & set(table.columns)
         if clash:
             raise DataError(f"estimator '{method}' returned columns already present: {sorted(clash)}")
@@ -76,7 +76,7 @@ def merge_diagnostics(methods: list[str], methods_dir: str | Path) -> dict:
     for method in methods:
         path = Path(methods_dir) / f"{method}.json"
         if not path.exists():
-            raise DataError(f"diagnostics for '{method}' missing at {path}; run `dvc repro` (influence@{method})")
+            raise DataError(f"diagnostics for '{method}' missing at {path}; run `dvc repro influence`")
         out[method] = _readable(json.loads(path.read_text()))
     return out
 
