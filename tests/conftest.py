@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
@@ -59,3 +61,25 @@ def no_ray(_ray_instances):
     if ray.is_initialized():
         ray.shutdown()
     return ray
+
+
+# --- end-to-end runs in the background
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_runs(request, tmp_path_factory):
+    """The selected tests' independent end-to-end runs, started with the session in one
+    background thread, one after another: test name -> future of what the run returns.
+
+    A module lists them as ``BACKGROUND_RUNS = {test name: run(folder)}``; the test waits for
+    its future and asserts on the result (a failed `dvc repro` raises there). A `dvc repro`
+    is a chain of mostly single-threaded stage processes, so it runs alongside the other
+    tests (one core each) instead of after them. Deselected tests start nothing."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dvc-repro")
+    futures = {}
+    for item in request.session.items:
+        run = getattr(item.module, "BACKGROUND_RUNS", {}).get(item.originalname)
+        if run is not None and item.originalname not in futures:
+            futures[item.originalname] = pool.submit(run, tmp_path_factory.mktemp(item.originalname))
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
