@@ -63,25 +63,9 @@ def test_cache_reads_back_and_runs_only_new_jobs(data, tmp_path, capsys):
     assert JobCache(tmp_path, "data-v2").key(_train_tiny, 0) != cache.key(_train_tiny, 0)
 
 
-def test_unreachable_ray_address_fails_before_work():
-    pytest.importorskip("ray")
+def test_unreachable_ray_address_fails_before_work(no_ray):
     with pytest.raises(ComputeError, match=r"compute.address '127.0.0.1:1'"):
         run_jobs(_train_tiny, [0], Compute(backend="ray", address="127.0.0.1:1"), shared=None)
-
-
-def test_ray_equals_local(data):
-    pytest.importorskip("ray")
-    import sys
-
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
-    seeds = [2, 0, 1]
-    local = run_jobs(_train_tiny, seeds, Compute(workers=1), shared=data)
-    ray_res = run_jobs(_train_tiny, seeds, Compute(backend="ray", workers=2), shared=data)
-    assert ray_res == local
-    with pytest.raises(ComputeError, match=r"job 2 failed: ValueError: bad seed"):
-        run_jobs(_fails_on_two, [0, 1, 2], Compute(backend="ray", workers=2), shared=None)
 
 
 def _dies_once(marker, job):
@@ -100,8 +84,9 @@ def test_local_lost_worker_fails_naming_the_job(tmp_path):
         run_jobs(_dies_once, [0, 1], Compute(workers=2), shared=str(tmp_path / "m"), labels=["fold 0", "fold 1"], desc="folds")
 
 
-def test_ray_retries_a_lost_worker(tmp_path):
-    pytest.importorskip("ray")
+def test_ray_retries_a_lost_worker(tmp_path, no_ray):
+    """Also the one test of run_jobs starting its own Ray instance (compute.address null) and
+    stopping it when done; the other Ray tests join the shared one (tests/conftest.py)."""
     import sys
 
     from ray import cloudpickle
@@ -109,3 +94,19 @@ def test_ray_retries_a_lost_worker(tmp_path):
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     got = run_jobs(_dies_once, [1], Compute(backend="ray", workers=1, max_retries=2), shared=str(tmp_path / "m"))
     assert got == [10] and (tmp_path / "m").exists()  # the first attempt died; Ray ran it again
+    assert not no_ray.is_initialized()  # the instance run_jobs started is stopped
+
+
+def test_ray_equals_local(data, shared_ray):
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
+    seeds = [2, 0, 1]
+    local = run_jobs(_train_tiny, seeds, Compute(workers=1), shared=data)
+    ray_res = run_jobs(_train_tiny, seeds, Compute(backend="ray", workers=2), shared=data)
+    assert ray_res == local
+    with pytest.raises(ComputeError, match=r"job 2 failed: ValueError: bad seed"):
+        run_jobs(_fails_on_two, [0, 1, 2], Compute(backend="ray", workers=2), shared=None)
+    assert shared_ray.is_initialized()  # joined, not stopped: the instance was not run_jobs' own

@@ -75,7 +75,7 @@ def test_bad_inputs_are_one_line_errors():
         run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0], "global", bad, "tracin")
 
 
-def test_subset_cells_identical_at_any_worker_count_and_on_ray():
+def test_subset_cells_identical_at_any_worker_count_and_on_ray(request):
     """The same cells from 1 worker, 2 local workers and a 2-CPU Ray instance: identical
     records (floats compared exactly), in the same order."""
     from sampleval.cells import CellKey
@@ -88,7 +88,7 @@ def test_subset_cells_identical_at_any_worker_count_and_on_ray():
     serial = run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(workers=1))
     pooled = run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(workers=2))
     assert list(pooled) == cells and pooled == serial
-    pytest.importorskip("ray")
+    request.getfixturevalue("shared_ray")  # skips here without Ray
     assert run_subset_cells(prepared, CFG, cells, [0, 1, 2], scores, Compute(backend="ray", workers=2)) == serial
 
 

@@ -164,17 +164,10 @@ def test_refine_identical_at_one_and_two_workers(refine_setup):
     assert repr(a) == repr(b)  # NaN-safe dict equality
 
 
-def test_ray_gives_the_same_detect_and_refine_outputs(refine_setup):
-    pytest.importorskip("ray")
-    from sampleval.compute import ray_session
-
-    ray_compute = Compute(backend="ray", workers=2)
+def test_ray_gives_the_same_detect_and_refine_outputs(refine_setup, shared_ray):
+    ray_compute = Compute(backend="ray", workers=2)  # joins the shared local instance (tests/conftest.py) for both runs
     params = _detect_params()
     params["data"]["limit"] = 120
     params["detect"].update(rankings=["loss"], combinations={})
-    ray, _ = ray_session(ray_compute)  # one local Ray instance for both runs
-    try:
-        _same_cells(sweep.run_sweep(params, ["uniform-10"], [0, 1], Compute(workers=1)), sweep.run_sweep(params, ["uniform-10"], [0, 1], ray_compute))
-        pd.testing.assert_frame_equal(rf.run(refine_setup, [0], Compute(workers=1)), rf.run(refine_setup, [0], ray_compute), check_exact=True)
-    finally:
-        ray.shutdown()
+    _same_cells(sweep.run_sweep(params, ["uniform-10"], [0, 1], Compute(workers=1)), sweep.run_sweep(params, ["uniform-10"], [0, 1], ray_compute))
+    pd.testing.assert_frame_equal(rf.run(refine_setup, [0], Compute(workers=1)), rf.run(refine_setup, [0], ray_compute), check_exact=True)

@@ -388,8 +388,7 @@ def _dvc_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
 
 
-@pytest.mark.e2e
-def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
+def _unknown_key_and_kill_9_run(tmp_path: Path) -> None:
     """On tiny params: an unknown key fails `dvc repro` in one line though no stage reads it,
     touching nothing; kill -9 in the middle of train, then `dvc repro`, recovers to the bytes
     of an uninterrupted run."""
@@ -438,6 +437,16 @@ def test_dvc_repro_unknown_key_and_kill_9_recovery(tmp_path):
     assert _dvc_run(repo, "repro", "-f", "train").returncode == 0  # uninterrupted, from scratch
     assert outputs() == recovered
     assert json.loads((repo / "metrics" / "train.json").read_text())["best_epoch"] >= 1
+
+
+# started with the session (tests/conftest.py: background_runs), alongside the other tests
+BACKGROUND_RUNS = {"test_dvc_repro_unknown_key_and_kill_9_recovery": _unknown_key_and_kill_9_run}
+
+
+@pytest.mark.e2e
+def test_dvc_repro_unknown_key_and_kill_9_recovery(background_runs):
+    """See _unknown_key_and_kill_9_run: its assertions fail here."""
+    background_runs["test_dvc_repro_unknown_key_and_kill_9_recovery"].result()
 
 
 def test_a_limit_too_small_for_a_stratified_split_names_the_params():

@@ -85,8 +85,7 @@ def test_estimators_shard_through_the_context(tiny):
         assert one.diagnostics[name] == two.diagnostics[name]
 
 
-def test_ray_shards_equal_local(tiny):
-    pytest.importorskip("ray")
+def test_ray_shards_equal_local(tiny, shared_ray):
     model, ckpts, train, val, loss_fn = tiny
     whole = tracin_scores(model, loss_fn, ckpts, train, val, batch_size=6, progress=False)
     on_ray = sharded_scores("tracin", model, loss_fn, ckpts, train, val, 6, 2, Compute(backend="ray", workers=2))
