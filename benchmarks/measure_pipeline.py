@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FAN_OUT = ("influence", "fidelity", "subsets", "detect", "refine")  # the stages whose work is executor jobs
 
 
 def busy_seconds() -> float:
@@ -73,8 +74,7 @@ def run_pipeline(clone: Path, workers: int) -> dict:
             "stages": stages, "reproduced": same, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
-def render(runs: list[dict], commit: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def render(runs: list[dict], commit: str, stamp: str) -> str:
     lines = [
         "# The default pipeline: `dvc repro --force` in a fresh clone",
         "",
@@ -99,14 +99,16 @@ def render(runs: list[dict], commit: str) -> str:
     lines += ["", "| stage | " + " | ".join(f"{r['workers']} worker{'s' if r['workers'] > 1 else ''} s" for r in runs)
               + (" | speed-up |" if len(runs) == 2 else " |"),
               "|---" * (len(runs) + 1 + (len(runs) == 2)) + "|"]
-    for name in names:
-        cells = [f"{r['stages'].get(name, float('nan')):.1f}" for r in runs]
+    groups = {"fan-out stages together (" + ", ".join(FAN_OUT) + ")": [n for n in names if n in FAN_OUT],
+              "the other stages together": [n for n in names if n not in FAN_OUT]}
+    rows = [(name, [r["stages"].get(name, float("nan")) for r in runs]) for name in names]
+    rows += [(f"**{label}**", [sum(r["stages"][n] for n in members) for r in runs]) for label, members in groups.items()]
+    for name, times in rows:
         speed = ""
         if len(runs) == 2:
-            a, b = (r["stages"].get(name, float("nan")) for r in runs)
-            slow, fast = (a, b) if runs[0]["workers"] < runs[1]["workers"] else (b, a)
+            slow, fast = times if runs[0]["workers"] < runs[1]["workers"] else times[::-1]
             speed = f" | {slow / fast:.2f}x"
-        lines.append(f"| {name} | " + " | ".join(cells) + speed + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{t:.1f}" for t in times) + speed + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +116,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", nargs="+", type=int, default=[2, 1])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-pipeline.md"))
+    ap.add_argument("--render", action="store_true", help="only write --out again from the runs saved next to it (.json)")
     args = ap.parse_args()
+    if args.render:
+        runs_file = Path(args.out).with_suffix(".json")
+        saved = json.loads(runs_file.read_text())
+        stamp = saved.get("stamp") or datetime.fromtimestamp(runs_file.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        Path(args.out).write_text(render(saved["runs"], saved["commit"], stamp))
+        return
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="measure-pipeline-") as tmp:
         clone = Path(tmp) / "repo"
@@ -123,9 +132,10 @@ def main() -> None:
         for workers in args.workers:
             runs.append(run_pipeline(clone, workers))
             print(f"workers={workers}: {runs[-1]['wall']:.0f} s wall, {runs[-1]['cpu']:.0f} s CPU, reproduced: {runs[-1]['reproduced']}", flush=True)
-    text = render(runs, commit)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = render(runs, commit, stamp)
     Path(args.out).write_text(text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"commit": commit, "runs": runs}, indent=1) + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"commit": commit, "stamp": stamp, "runs": runs}, indent=1) + "\n")
     print(text)
 
 
