@@ -13,7 +13,7 @@ from sampleval.detection import NoiseSetting, run_cell
 from sampleval.detection.metrics import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
 from sampleval.detection.oof import cleanlab_scores, fold_assignment, out_of_fold_probs
 from sampleval.detection.rankings import orient, rank_average
-from sampleval.detection.summary import compare_to_cleanlab, markdown, per_kind_advice, stability, summarise
+from sampleval.detection.summary import markdown, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 

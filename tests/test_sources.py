@@ -1,6 +1,5 @@
 """Own data as first-class sources (issue 13): table, imagefolder, manifest; models that fit them."""
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
