@@ -30,8 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checkpoints import list_checkpoints, load_checkpoint
-from .core import Checkpoint, InfluenceContext, Samples, load_checkpoints, n_samples
+from .core import Baseline, Checkpoint, InfluenceContext, Samples, n_samples
 from ..estimators import ESTIMATORS, get
 
 __all__ = ["Checkpoint", "InfluenceContext", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator", "make_context", "make_context_from"]
@@ -63,9 +62,9 @@ def make_context(
     ``options``: ``influence.options`` from params (estimator name -> dict); ``compute``: where
     the estimators that run jobs (trak's ensemble, shards) run them (None: serially here);
     ``job_cache``: the folder where such an estimator caches its finished jobs (None: no cache)."""
-    final = load_checkpoint(final_model_path)
+    b = Baseline.load(prepared, cfg, checkpoint_dir, final_model_path)
     return make_context_from(
-        prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"], int(final["epoch"]) if "epoch" in final else None,
+        prepared, cfg, b.checkpoints, b.final_state, b.final_epoch,
         batch_size, damping, cg_iterations, seed, tracin_method, device, options, compute, job_cache,
     )
 

@@ -4,6 +4,7 @@ Every estimator module imports from here (public names only) and from nothing el
 this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.estimators`:
 
 - :class:`Checkpoint` and :func:`load_checkpoints`: per-epoch weights with their learning rate;
+- :class:`Baseline`: the prepared data, recipe, checkpoints and selected model, loaded once;
 - :class:`Samples`, :func:`batches`, :func:`streamable`, :func:`n_samples`, :func:`as_inputs`:
   one split, streamed batch by batch from uint8 images or materialised as float tensors;
 - :func:`summed_gradient`: the gradient of the summed (validation) loss;
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 
-from ..checkpoints import load_checkpoint
+from ..checkpoints import list_checkpoints, load_checkpoint
 from ..training import gather_images, target_tensor, to_float
 from ..estimators import options_for
 
@@ -58,6 +59,26 @@ def load_checkpoints(paths: Sequence[str | Path]) -> list[Checkpoint]:
                 raise ValueError(f"checkpoint {p} has no '{key}' entry; rerun `dvc repro train`")
         out.append(Checkpoint(epoch=int(ckpt["epoch"]), lr=float(ckpt["lr"]), state=ckpt["model"]))
     return out
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The trained baseline the estimators read: the prepared data, the recipe (a ``TrainConfig``),
+    the checkpoints of the baseline run and its selected model (what every estimator job shares)."""
+
+    prepared: object
+    cfg: object
+    checkpoints: list[Checkpoint]
+    final_state: dict
+    final_epoch: int | None = None
+
+    @classmethod
+    def load(cls, prepared, cfg, checkpoint_dir: str | Path, final_model_path: str | Path) -> "Baseline":
+        """From the training outputs on disk: every epoch's checkpoint and the selected model."""
+        final = load_checkpoint(final_model_path)
+        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"],
+                   int(final["epoch"]) if "epoch" in final else None)
+
 
 
 def split_state(model: nn.Module) -> tuple[dict, dict]:

@@ -20,38 +20,18 @@ on one device (tests/test_influence_runner.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..checkpoints import list_checkpoints, load_checkpoint
 from ..compute import SERIAL, Compute, JobCache, run_jobs
 from ..fingerprints import arrays_hash, recipe_fingerprint
-from .core import Checkpoint, load_checkpoints
+from .core import Baseline
 
 # the influence settings every estimator may read (the rest of params' influence section is
 # the list of methods, their options, and where to run: none of it changes one estimator's result)
 SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
 SHARDED = ("tracin", "self_influence")  # estimators that split the training set into influence.shards jobs
 FANS_OUT = ("trak",)  # estimators that always run jobs of their own (TRAK's ensemble)
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """What every estimator job shares: the prepared data, the recipe (a ``TrainConfig``), the
-    checkpoints of the baseline run and its selected model."""
-
-    prepared: object
-    cfg: object
-    checkpoints: list[Checkpoint]
-    final_state: dict
-    final_epoch: int | None = None
-
-    @classmethod
-    def load(cls, prepared, cfg, checkpoint_dir: str | Path, final_model_path: str | Path) -> "Baseline":
-        final = load_checkpoint(final_model_path)
-        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"],
-                   int(final["epoch"]) if "epoch" in final else None)
 
 
 @dataclass(frozen=True)
