@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from sampleval.config import ParamsError, load_params
-from stages import BLAS_PINNED
+from sampleval import kernels
 from stages.paths import MANIFEST, TRAIN_METRICS
 
 log = logging.getLogger("sampleval")
@@ -26,8 +26,8 @@ def start(name: str, baseline: bool = False, torch: bool = True) -> dict:
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
     if baseline:
         require_usable_baseline(params)
-    if BLAS_PINNED:
-        log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
+    if name == "check-params":  # once per run: the first stage
+        log.info("CPU kernels: %s (runs give the same bits on machines of this class; sampleval/kernels.py)", kernels.machine_class())
     if torch:
         import torch as _torch
 
