@@ -15,18 +15,20 @@ log = logging.getLogger("sampleval")
 
 
 
-def start(name: str, baseline: bool = False, torch: bool = True) -> dict:
+def start(name: str, baseline: bool = False, torch: bool = True, announce_blas: bool = False) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and set torch up.
 
     ``baseline=True`` (stages that consume the trained baseline or scores derived from it):
     refuse a baseline whose validation metrics are at chance level, unless
     ``checks.allow_chance_level`` is true. ``torch=False``: a stage that computes nothing
-    with torch (tables, tests, figures) skips importing it (seconds per stage)."""
+    with torch (tables, tests, figures) skips importing it (seconds per stage).
+    ``announce_blas=True`` (check-params, the first stage of every run): log the OpenBLAS
+    pinning (:data:`stages.BLAS_PINNED`) once per run instead of once per stage."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
     if baseline:
         require_usable_baseline(params)
-    if BLAS_PINNED:
+    if BLAS_PINNED and announce_blas:
         log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
     if torch:
         import torch as _torch
