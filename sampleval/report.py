@@ -151,7 +151,8 @@ def finding(inp: ReportInputs) -> str:
                      f"of the same size (BH q {_fmt(best['p_bh'])}, {best.get('n_seeds', inp.stats.get('n_seeds'))} seeds)")
     if h["refine_gain"] is not None:
         ref = inp.extra["refine"]
-        parts.append(f"{ref['rounds']} rounds of refinement by `{ref['ranking']}`: {_points(h['refine_gain'])} (q {_fmt(h['refine_q'])})")
+        parts.append(f"after {ref['rounds']} rounds of refinement by `{ref['ranking']}`, test accuracy differs from random removal by "
+                     f"{_points(h['refine_gain'])} (q {_fmt(h['refine_q'])})")
     return "; ".join(parts) + "."
 
 

@@ -140,8 +140,8 @@ def test_first_line_says_what_was_found():
     assert first == (
         "**Found 9 of the 10 injected label flips in the top 5 % of the recommended ranking `loss` (AUROC 0.970, mean over "
         "the sweep's seeds at `pair`); removing the 5 % most harmful training samples by `tracin` (global) changes test "
-        "accuracy by +2.0 points against random removal of the same size (BH q 0.0100, 6 seeds); 2 rounds of refinement by "
-        "`tracin`: +2.0 points (q 0.0938).**")
+        "accuracy by +2.0 points against random removal of the same size (BH q 0.0100, 6 seeds); after 2 rounds of refinement by "
+        "`tracin`, test accuracy differs from random removal by +2.0 points (q 0.0938).**")
     inp = _inputs()
     inp.influence = {**inp.influence, "n_flipped": 0}
     assert render_report(inp).splitlines()[2].startswith("**No label noise was injected")
