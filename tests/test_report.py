@@ -165,3 +165,12 @@ def test_figures_are_linked_under_their_section_and_embedded_in_the_html(tmp_pat
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<h2>Answer</h2>" in page
     assert 'src="data:image/png;base64,iVBORyBmYWtl"' in page  # embedded: no file needed next to the page
     assert 'src="plots/composition.png"' in page  # a missing file stays a link
+
+
+def test_header_says_own_data_has_no_injected_noise_and_the_sweep_runs_on_digits():
+    inp = _inputs()
+    inp.params = {**PARAMS, "data": {"source": "table"}, "noise": {"kind": "none", "rate": 0.4, "pairs": [[9, 4]]}}
+    header = "\n".join(SECTIONS[0](inp))
+    assert "Data: `table`, no injected label noise; model" in header
+    assert "detection sweep below is a benchmark on the embedded digits" in header
+    assert "benchmark on the embedded digits" not in "\n".join(SECTIONS[0](_inputs()))
