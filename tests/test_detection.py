@@ -301,6 +301,8 @@ def test_tiny_cell_end_to_end():
     assert table["cleanlab"].between(0, 1).all()
     assert set(record["rankings"]) == set(rankings)
     assert 0 <= record["rankings"]["cleanlab"]["auroc"] <= 1
+    ns = record["noise_structure"]  # from cleanlab's confident joint: what detect.recommend.rule noise_structure reads
+    assert np.array(ns["confident_joint"]).shape == (10, 10) and 0 <= ns["noise_rate"] <= 1
     table2, record2 = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
     pd.testing.assert_frame_equal(table, table2)  # same params, same numbers
 
