@@ -67,12 +67,13 @@ def main() -> None:
     ap.add_argument("--records", required=True, help="folder of the cells' <setting>-s<seed>.json")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--settings", nargs="+", default=["all"], help="settings of detect.settings to read (default: all)")
     ap.add_argument("--write", default=None, help="markdown file whose detect_choose block (--label) is replaced")
     ap.add_argument("--label", default="sweep", help="names the block in --write (one per run of the sweep)")
     args = ap.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
     det = params["detect"]
-    settings = list(det["settings"])
+    settings = list(det["settings"]) if args.settings == ["all"] else [s for s in det["settings"] if s in args.settings]
     records = load_records(Path(args.records), settings, args.seeds)
     rankings = [r for r in next(iter(records.values()))["rankings"] if all(r in rec["rankings"] for rec in records.values())]
     from sampleval.detection.summary import noise_kind

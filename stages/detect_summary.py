@@ -8,7 +8,7 @@ error: nothing is globbed.
 """
 from __future__ import annotations
 
-from sampleval.detection.summary import long_csv, markdown, pipeline_cell, plot_curves, recommended_ranking, summarise
+from sampleval.detection.summary import long_csv, markdown, pipeline_cell, plot_curves, recommended_by_setting, summarise
 from sampleval.io import write_json, write_text
 from stages._common import log, main, start
 from stages.paths import DETECT_CELLS, DETECT_RECORDS, DETECTION, DETECTION_PLOTS
@@ -26,7 +26,7 @@ def run(argv=None) -> None:
     for s in det["run"]:
         write_text(f"{DETECTION_PLOTS}/curves-{s}.csv", insp[s].to_csv(index=False))
         write_text(f"{DETECTION_PLOTS}/thresholds-{s}.csv", thr[s].to_csv(index=False))
-    plot_curves(insp, thr, recommended_ranking(summary), f"{DETECTION_PLOTS}/curves.png", f"{DETECTION_PLOTS}/thresholds.png")
+    plot_curves(insp, thr, recommended_by_setting(summary), f"{DETECTION_PLOTS}/curves.png", f"{DETECTION_PLOTS}/thresholds.png")
     rec = summary["recommended"]
     log.info("recommended %s (rule %s: %s); held out: within the aim in %d/%d cells, >= cleanlab AUROC in %d/%d", rec["ranking"], rec["rule"], rec["how"],
              rec["held_out"]["n_within_aim"], rec["held_out"]["n_cells"], rec["held_out"]["n_at_least_cleanlab"], rec["held_out"]["n_cells"])

@@ -13,7 +13,7 @@ from sampleval.detection import NoiseSetting, run_cell
 from sampleval.detection.metrics import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
 from sampleval.detection.oof import cleanlab_scores, fold_assignment, noise_structure, out_of_fold_probs
 from sampleval.detection.rankings import orient, rank_average
-from sampleval.detection.summary import markdown, pipeline_cell, recommended_ranking, structure_class, summarise
+from sampleval.detection.summary import markdown, pipeline_cell, recommended_by_setting, recommended_ranking, structure_class, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,6 +226,7 @@ def test_noise_structure_rule_chooses_per_structure_on_development_cells_only(tm
     assert rec["choice"]["by_structure"] == {"uniform": {"ranking": "loss", "cells": ["u-s0"]}, "one pair": {"ranking": "infl", "cells": ["p-s0"]}}
     assert rec["ranking"] == "infl" and rec["target_cell"] == "p-s1" and "one pair" in rec["how"]
     assert all(v["ranking"] == ("loss" if c.startswith("u") else "infl") for c, v in rec["cells"].items())
+    assert recommended_by_setting(summary) == {"u": "loss", "p": "infl"}  # what the curves highlight per setting
     for v in rec["cells"].values():
         assert v["auroc_shortfall"] >= 0 and v["ap_shortfall"] >= 0
         assert v["within_aim"] == (v["auroc_shortfall"] <= 0.01 and v["ap_shortfall"] <= 0.05)

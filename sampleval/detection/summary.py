@@ -202,6 +202,16 @@ def recommended_ranking(summary: dict) -> str:
     return summary["recommended"]["ranking"]
 
 
+def recommended_by_setting(summary: dict) -> dict[str, str]:
+    """Per setting, the ranking the rule gives its cells (the most frequent, first on ties):
+    what the curves highlight (with noise_structure, uniform and class-pair settings differ)."""
+    out: dict[str, str] = {}
+    for s in summary["table"]:
+        given = [v["ranking"] for c, v in summary["recommended"]["cells"].items() if c.rsplit("-s", 1)[0] == s]
+        out[s] = max(dict.fromkeys(given), key=given.count)
+    return out
+
+
 def per_kind_advice(records: dict, settings_spec: dict, settings: list[str], seeds: list[int], rankings: list[str]) -> dict:
     """For each kind of noise, the ranking with the best lowest per-cell AUROC over its cells
     (excluding random), that cell, and cleanlab's lowest per-cell AUROC next to it."""
@@ -395,19 +405,23 @@ def _save(plt, fig, path) -> None:
     plt.close(fig)
 
 
-def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thresholds) -> None:
+def plot_curves(insp: dict, thr: dict, recommended: str | dict, path_curves, path_thresholds) -> None:
     """Detection curves (share found against share inspected) and the labeling-bias paper's
-    threshold curves, one panel per setting."""
+    threshold curves, one panel per setting; ``recommended``: the highlighted ranking, one
+    name or per setting (:func:`recommended_by_setting`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not isinstance(recommended, dict):
+        recommended = {s: recommended for s in insp}
+
     _plot_inspection(plt, insp, recommended, path_curves)
     _plot_thresholds(plt, insp, thr, recommended, path_thresholds)
 
 
-def _plot_inspection(plt, insp: dict, recommended: str, path) -> None:
+def _plot_inspection(plt, insp: dict, recommended: dict, path) -> None:
     settings = list(insp)
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
@@ -416,23 +430,23 @@ def _plot_inspection(plt, insp: dict, recommended: str, path) -> None:
     for ax, s in zip(axes.flat, settings):
         df = insp[s]
         for i, r in enumerate(df.columns[1:]):
-            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **_style(r, recommended)})
+            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **_style(r, recommended[s])})
         ax.set_xlim(0, 0.5)
-        ax.set_title(s)
+        ax.set_title(f"{s} (red: {recommended[s]})")
         ax.set_xlabel("share inspected (most suspicious first)")
         ax.set_ylabel("share of flips found")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(settings):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
+    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; the recommended ranking for the setting: red)")
     _save(plt, fig, path)
 
 
-def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None:
+def _plot_thresholds(plt, insp: dict, thr: dict, recommended: dict, path) -> None:
     settings = list(insp)
     palette = plt.get_cmap("tab20").colors
-    shown = [r for r in (recommended, "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
+    shown = [r for r in (*recommended.values(), "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
     color = {r: palette[i % 20] for i, r in enumerate(insp[settings[0]].columns[1:])}
     ncol = min(4, len(settings))
     blocks = -(-len(settings) // ncol)
@@ -441,13 +455,13 @@ def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None
         top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
         df = thr[s]
         for r in dict.fromkeys(shown):
-            kw = {"color": color[r], **_style(r, recommended)}
+            kw = {"color": color[r], **_style(r, recommended[s])}
             top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
             bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
         for ax in (top, bottom):
             ax.axvline(0.5, color="k", lw=0.6)
             ax.grid(alpha=0.3)
-        top.set_title(s)
+        top.set_title(f"{s} (red: {recommended[s]})")
         top.set_ylabel("share of flips above")
         bottom.set_yscale("log")
         bottom.set_ylim(8e-5, 1.2)
@@ -473,5 +487,5 @@ def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds, tar
     for s in settings:
         write_text(out_dir / f"curves-{s}.csv", insp[s].to_csv(index=False))
         write_text(out_dir / f"thresholds-{s}.csv", thr[s].to_csv(index=False))
-    plot_curves(insp, thr, recommended_ranking(summary), out_dir / "curves.png", out_dir / "thresholds.png")
+    plot_curves(insp, thr, recommended_by_setting(summary), out_dir / "curves.png", out_dir / "thresholds.png")
     return summary
