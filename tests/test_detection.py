@@ -214,6 +214,11 @@ def test_lowest_auroc_over_cells_is_the_lowest_cell_not_a_mean(tmp_path):
     assert a["cleanlab_worst_cell"] == min(per_cell, key=per_cell.get) and a["cleanlab_worst_auroc"] == min(per_cell.values())
     assert a["cleanlab_worst_auroc"] < summary["table"]["u"]["cleanlab"]["auroc_mean"]  # the mean would hide it
     assert a["best_worst_cell"] in markdown(summary)
+    from sampleval.report import ReportInputs, section_detection
+
+    text = "\n".join(section_detection(ReportInputs({}, {}, {}, {}, extra={"detection": {**summary, "development_seeds": [0]}})))
+    assert f"lowest per-cell AUROC {a['best_worst_auroc']:.3f} at {a['best_worst_cell']}" in text
+    assert "chosen by the pipeline (rule `best_mean`" in text and "of the cell's best ranking in" in text
 
 
 def test_noise_structure_rule_chooses_per_structure_on_development_cells_only(tmp_path):
