@@ -79,11 +79,14 @@ def sweep_table(records: dict, settings: list[str], seeds: list[int], rankings: 
 #   mean average precision (then the name).
 # - noise_structure: every cell's noise is classified without ground truth, from cleanlab's
 #   confident joint on its out-of-fold probabilities (record["noise_structure"],
-#   sampleval.detection.oof.noise_structure), into STRUCTURES (structure_class); best_mean
-#   is applied to the development cells of each class, and a data set (a cell) gets the
-#   choice of its own class (best_mean over all development cells when no development cell
-#   has its class). The recommended ranking of the pipeline's data is the choice for the
-#   class of the sweep cell whose data is the pipeline's (pipeline_cell), else best_mean.
+#   sampleval.detection.oof.noise_structure), into STRUCTURES (structure_class). For each
+#   class, the ranking with the least regret over the development cells of that class
+#   (least_regret: the smallest worst-case shortfall from the cell's best ranking in units
+#   of the AIM, max(AUROC shortfall / 0.01, AP shortfall / 0.05)); a data set (a cell) gets
+#   the choice of its own class (least regret over all development cells when no
+#   development cell has its class). The recommended ranking of the pipeline's data is the
+#   choice for the class of the sweep cell whose data is the pipeline's (pipeline_cell),
+#   else the choice over all development cells.
 RULES = ("best_mean", "noise_structure")
 AUROC_TIE = 0.001
 CONCENTRATED = 0.7  # source_concentration at or above: each true class goes mostly to one wrong label (development cells: uniform <= 0.48, asym-20 0.95, 9->4 1.0)
@@ -108,6 +111,24 @@ def best_mean(records: dict, cells: list[tuple], rankings: list[str]) -> tuple[s
     return max(tied, key=lambda r: (means[r]["average_precision"], r)), means
 
 
+def shortfalls(record: dict, rankings: list[str]) -> dict[str, tuple[float, float]]:
+    """Per ranking (random excluded), ``(AUROC shortfall, AP shortfall)`` from the cell's best."""
+    r = record["rankings"]
+    cand = [x for x in rankings if x != "random"]
+    best = {m: max(r[x][m] for x in cand) for m in ("auroc", "average_precision")}
+    return {x: (best["auroc"] - r[x]["auroc"], best["average_precision"] - r[x]["average_precision"]) for x in cand}
+
+
+def least_regret(records: dict, cells: list[tuple], rankings: list[str]) -> tuple[str, dict]:
+    """The ranking with the smallest worst-case regret over ``cells``, regret = max(AUROC
+    shortfall / AIM auroc, AP shortfall / AIM ap) (<= 1: within the aim); ties: the mean
+    regret, then the name. ``(ranking, {ranking: {worst, mean}})``."""
+    per = [shortfalls(records[c], rankings) for c in cells]
+    regret = {x: [max(sf[x][0] / AIM["auroc"], sf[x][1] / AIM["average_precision"]) for sf in per] for x in per[0]}
+    table = {x: {"worst": float(max(v)), "mean": float(np.mean(v))} for x, v in regret.items()}
+    return min(table, key=lambda x: (table[x]["worst"], table[x]["mean"], x)), table
+
+
 def choose(records: dict, dev_cells: list[tuple], rankings: list[str], rule: str) -> dict:
     """What ``rule`` learns on the development cells: the overall choice and, for
     noise_structure, the choice per structure class."""
@@ -115,14 +136,16 @@ def choose(records: dict, dev_cells: list[tuple], rankings: list[str], rule: str
         raise ValueError(f"detect.recommend.rule = {rule!r} is not a rule; use one of {', '.join(RULES)}")
     if not dev_cells:
         raise ValueError("no development cells: detect.development_seeds names none of detect.seeds")
-    overall, means = best_mean(records, dev_cells, rankings)
-    out = {"rule": rule, "overall": overall, "development_means": means}
-    if rule == "noise_structure":
-        by: dict = {}
-        for c in dev_cells:
-            by.setdefault(structure_class(records[c]["noise_structure"]), []).append(c)
-        out["by_structure"] = {k: {"ranking": best_mean(records, by[k], rankings)[0], "cells": [cell_name(*c) for c in by[k]]}
-                               for k in STRUCTURES if k in by}
+    if rule == "best_mean":
+        overall, means = best_mean(records, dev_cells, rankings)
+        return {"rule": rule, "overall": overall, "development_means": means}
+    overall, regret = least_regret(records, dev_cells, rankings)
+    out = {"rule": rule, "overall": overall, "development_regret": regret}
+    by: dict = {}
+    for c in dev_cells:
+        by.setdefault(structure_class(records[c]["noise_structure"]), []).append(c)
+    out["by_structure"] = {k: {"ranking": least_regret(records, by[k], rankings)[0], "cells": [cell_name(*c) for c in by[k]]}
+                           for k in STRUCTURES if k in by}
     return out
 
 
@@ -132,8 +155,8 @@ def chosen_for(choice: dict, record: dict) -> tuple[str, str]:
         return choice["overall"], "best mean AUROC over the development cells"
     k = structure_class(record["noise_structure"])
     if k in choice["by_structure"]:
-        return choice["by_structure"][k]["ranking"], f"noise structure '{k}' (confident joint); best mean AUROC over the development cells of that structure"
-    return choice["overall"], f"noise structure '{k}', which no development cell has; best mean AUROC over all development cells"
+        return choice["by_structure"][k]["ranking"], f"noise structure '{k}' (confident joint); least regret over the development cells of that structure"
+    return choice["overall"], f"noise structure '{k}', which no development cell has; least regret over all development cells"
 
 
 def pipeline_cell(params: dict, settings: list[str], seeds: list[int]) -> tuple[str, int] | None:
@@ -191,7 +214,8 @@ def recommend(records: dict, settings: list[str], seeds: list[int], rankings: li
         ranking, how = chosen_for(choice, records[target])
         how = f"{how}; the pipeline's data is cell {cell_name(*target)}"
     else:
-        ranking, how = choice["overall"], "best mean AUROC over all development cells (no sweep cell has the pipeline's data)"
+        crit = "best mean AUROC" if rule == "best_mean" else "least regret"
+        ranking, how = choice["overall"], f"{crit} over all development cells (no sweep cell has the pipeline's data)"
     return {"ranking": ranking, "rule": rule, "how": how, "target_cell": cell_name(*target) if target else None,
             "aim": AIM, "choice": choice, "development": part(True), "held_out": part(False), "cells": cells}
 
