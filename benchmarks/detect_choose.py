@@ -70,18 +70,20 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["all"], help="settings of detect.settings to read (default: all)")
     ap.add_argument("--write", default=None, help="markdown file whose detect_choose block (--label) is replaced")
     ap.add_argument("--label", default="sweep", help="names the block in --write (one per run of the sweep)")
+    ap.add_argument("--exclude", nargs="*", default=[], help="ranking columns left out of the candidates")
     args = ap.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
     det = params["detect"]
     settings = list(det["settings"]) if args.settings == ["all"] else [s for s in det["settings"] if s in args.settings]
     records = load_records(Path(args.records), settings, args.seeds)
-    rankings = [r for r in next(iter(records.values()))["rankings"] if all(r in rec["rankings"] for rec in records.values())]
+    rankings = [r for r in next(iter(records.values()))["rankings"] if all(r in rec["rankings"] for rec in records.values()) and r not in args.exclude]
     from sampleval.detection.summary import noise_kind
 
     kinds = {s: noise_kind(det["settings"][s]) for s in settings}
     target = pipeline_cell(params, settings, args.seeds)
     begin, end = markers(args.label)
-    out = [begin, "", f"Params: `{args.params}` (split `seed: {params['seed']}`); records: `{args.records}`.", "",
+    out = [begin, "", f"Params: `{args.params}` (split `seed: {params['seed']}`); records: `{args.records}`"
+           + (f"; left out of the candidates: {', '.join(args.exclude)}" if args.exclude else "") + ".", "",
            f"Cells: {len(records)} ({len(settings)} settings x seeds {args.seeds}); development seeds {det['development_seeds']}, "
            f"the others held out; rankings compared: {', '.join(r for r in rankings if r != 'random')}. "
            f"Aim: the ranking a rule gives a cell within {AIM['auroc']} AUROC and {AIM['average_precision']} AP of the cell's best ranking.", ""]
