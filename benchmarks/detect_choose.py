@@ -96,8 +96,8 @@ def main() -> None:
         summary_rows.append(f"| `{rule}` | `{rec['ranking']}` | {ho['n_within_aim']} of {ho['n_cells']} | "
                             f"{ho['max_auroc_shortfall']['value']:.4f} ({ho['max_auroc_shortfall']['cell']}) | "
                             f"{ho['max_ap_shortfall']['value']:.4f} ({ho['max_ap_shortfall']['cell']}) |")
-        detail += ["", f"### Rule `{rule}`: held-out cells per setting", ""] + rule_table(rec, kinds)
-        detail += ["", "<details><summary>every cell</summary>", ""] + ["#" + ln if ln.startswith("## ") else ln for ln in recommendation_lines(rec)] + ["", "</details>"]
+        detail += ["", f"#### Rule `{rule}`: held-out cells per setting", ""] + rule_table(rec, kinds)
+        detail += ["", "<details><summary>every cell</summary>", ""] + ["###" + ln[1:] if ln.startswith("## ") else ln for ln in recommendation_lines(rec)] + ["", "</details>"]
     out += summary_rows + detail + ["", end]
     text = "\n".join(out) + "\n"
     if args.write:
