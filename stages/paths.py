@@ -31,6 +31,9 @@ JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): s
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"
 FIDELITY_CSV = "plots/fidelity.csv"
+FIDELITY_LDS_CSV = "plots/fidelity_lds.csv"  # figures: LDS and LOO Spearman per estimator with CIs
+FIDELITY_PLOT = "plots/fidelity.png"  # figures (drawn from fidelity's outputs, so a plotting edit retrains nothing)
+DETECTION_CURVES = "plots/detection_curves"  # figures: <setting>/<ranking>.csv (inspected, found), one line each in `dvc plots`
 REFINE_CSV = "plots/refine.csv"
 REPORT = "report.md"
 
