@@ -230,3 +230,25 @@ def fidelity_plot(table: pd.DataFrame, path) -> None:
                  "orange: TracIn checkpoint variants)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
+
+
+def subsets_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`subsets_table` with one label per cell (``ranking/variant/strategy@fraction``),
+    for a ``dvc plots`` bar chart of the mean test metric over seeds per cell."""
+    cell = table["ranking"] + "/" + table["variant"] + "/" + table["strategy"] + "@" + table["fraction"].map("{:g}".format)
+    return pd.DataFrame({"cell": cell, "mean": table["mean"], "min": table["min"], "max": table["max"], "n_seeds": table["n_seeds"]})
+
+
+def refine_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
+    """``plots/refine.csv`` (one row per seed, arm and round) as the mean over seeds per arm
+    and round; ``group`` names the arm (refined, random): one line each in ``dvc plots``."""
+    cols = [c for c in ("test_accuracy", "test_macro_f1", "flipped_remaining", "n_train") if c in rounds.columns]
+    out = rounds.groupby(["arm", "round"], sort=True)[cols].mean().reset_index().rename(columns={"arm": "group"})
+    return out[["group", "round", *cols]]
+
+
+def detection_curves_long(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The sweep's wide detection curves (setting -> ``inspected`` plus one column per
+    ranking) as one long table: panel (setting), group (ranking), inspected, found."""
+    parts = [wide.melt(id_vars="inspected", var_name="group", value_name="found").assign(panel=setting) for setting, wide in curves.items()]
+    return pd.concat(parts, ignore_index=True)[["panel", "group", "inspected", "found"]]

@@ -33,8 +33,10 @@ EXPLANATIONS_PLOT = "plots/explanations.png"
 FIDELITY_CSV = "plots/fidelity.csv"
 FIDELITY_LDS_CSV = "plots/fidelity_lds.csv"  # figures: LDS and LOO Spearman per estimator with CIs
 FIDELITY_PLOT = "plots/fidelity.png"  # figures (drawn from fidelity's outputs, so a plotting edit retrains nothing)
-DETECTION_CURVES = "plots/detection_curves"  # figures: <setting>/<ranking>.csv (inspected, found), one line each in `dvc plots`
+DETECTION_CURVES = "plots/detection_curves.csv"  # figures: panel (setting), group (ranking), inspected, found
 REFINE_CSV = "plots/refine.csv"
+REFINE_ROUNDS = "plots/refine_rounds.csv"  # figures: group (arm), round, mean over seeds
+SUBSETS_CELLS_CSV = "plots/subsets_cells.csv"  # figures: mean test metric per subset cell
 REPORT = "report.md"
 
 
