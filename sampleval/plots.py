@@ -247,8 +247,10 @@ def refine_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
     return out[["group", "round", *cols]]
 
 
-def detection_curves_long(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def detection_curves_long(curves: dict[str, pd.DataFrame], max_inspected: float = 0.3) -> pd.DataFrame:
     """The sweep's wide detection curves (setting -> ``inspected`` plus one column per
-    ranking) as one long table: panel (setting), group (ranking), inspected, found."""
-    parts = [wide.melt(id_vars="inspected", var_name="group", value_name="found").assign(panel=setting) for setting, wide in curves.items()]
+    ranking) as one long table: panel (setting), group (ranking), inspected, found; only the
+    first ``max_inspected`` share inspected, where rankings differ (the full curves stay in the
+    wide CSVs)."""
+    parts = [wide[wide["inspected"] <= max_inspected + 1e-9].melt(id_vars="inspected", var_name="group", value_name="found").assign(panel=setting) for setting, wide in curves.items()]
     return pd.concat(parts, ignore_index=True)[["panel", "group", "inspected", "found"]]

@@ -5,7 +5,7 @@
   fidelity stage (dozens of retrainings) writes only numbers, so editing
   ``sampleval/plots.py`` reruns this stage and not the retrainings.
 - ``plots/detection_curves.csv`` (panel = setting, group = ranking, inspected, found): the
-  sweep's detection curves of ``plots/detection/curves-<setting>.csv`` in long form, which the
+  sweep's detection curves of ``plots/detection/curves-<setting>.csv`` (first 30 % inspected) in long form, which the
   custom template ``.dvc/plots/lines_by_group_panels.json`` draws as one line per ranking and
   one panel per setting, whatever ``detect.rankings`` and ``detect.run`` hold.
 - ``plots/refine_rounds.csv`` (group = arm, round, test accuracy...): refinement per round,

@@ -81,8 +81,9 @@ def test_fidelity_table_and_figure_from_the_metrics(tmp_path):
 
 def test_long_tables_for_dvc_plots():
     wide = pd.DataFrame({"inspected": [0.0, 0.5, 1.0], "tracin": [0.0, 0.9, 1.0], "random": [0.0, 0.5, 1.0]})
-    long = plots.detection_curves_long({"pair": wide, "uniform": wide})
+    long = plots.detection_curves_long({"pair": wide, "uniform": wide}, max_inspected=1.0)
     assert list(long.columns) == ["panel", "group", "inspected", "found"] and len(long) == 12
+    assert len(plots.detection_curves_long({"pair": wide}, max_inspected=0.5)) == 4
     assert long[(long["panel"] == "uniform") & (long["group"] == "tracin")]["found"].tolist() == [0.0, 0.9, 1.0]
     rounds = pd.DataFrame({"seed": [0, 1, 0, 1], "arm": ["refined", "refined", "random", "random"], "round": [1, 1, 1, 1],
                            "test_accuracy": [0.9, 0.8, 0.7, 0.7]})
