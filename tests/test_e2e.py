@@ -213,7 +213,7 @@ def test_adding_a_fraction_marks_only_the_subset_stages(repo):
     params["subsets"]["remove_fractions"] = [0.1, 0.2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(re.findall(r"^([\w@.-]+):\s*$", _dvc(repo, "status"), flags=re.M))
-    assert changed == {"check-params", "subsets", "stats", "report"}
+    assert changed == {"check-params", "subsets", "stats", "report", "figures"}  # figures: the subset-cells chart
 
 
 def test_adding_a_fraction_and_a_ranking_trains_only_new_cells(repo):
