@@ -130,3 +130,27 @@ def test_class_matched_bad_inputs():
         matched_of("remove-random")
     with pytest.raises(ValueError, match="unknown subset strategy"):
         choose_subset(IDS, SCORES, "remove-random-matched", 0.1, 0, labels=LABELS)
+
+
+def test_class_matched_cell_record_copies_the_composition_and_records_counts():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_experiment import CFG, _prepared, _scores  # noqa: E402
+
+    from sampleval.subset_runs import run_subset_cell
+
+    prepared = _prepared()
+    scores = _scores(prepared, "tracin")
+    ranked = run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0, 1], "global", scores, "tracin")
+    matched = run_subset_cell(prepared, CFG, "remove-harmful-matched", 0.2, [0, 1], "global", scores, "tracin")
+    assert matched["ranking"] == "tracin" and matched["strategy"] == "remove-harmful-matched"
+    for s in ("0", "1"):
+        assert matched["seeds"][s]["chosen_class_composition"] == ranked["seeds"][s]["chosen_class_composition"]
+        assert matched["seeds"][s]["n_chosen"] == ranked["seeds"][s]["n_chosen"] == 12
+        for rec in (ranked, matched):
+            seed = rec["seeds"][s]
+            assert isinstance(seed["n_correct"], int) and seed["n_test"] == 15 and seed["n_correct"] / 15 == seed["accuracy"]
+    assert matched["seeds"]["0"]["ids_sha256"] != matched["seeds"]["1"]["ids_sha256"]  # drawn per seed
+    assert matched["seeds"]["0"]["flipped_in_chosen"] < ranked["seeds"]["0"]["flipped_in_chosen"] == 5  # at random within the classes
