@@ -54,9 +54,10 @@ def run_subset_cells(prepared: Prepared, cfg: TrainConfig, cells: list, seeds: l
     ``scores``: ``{ranking: table with sample_id and the ranking column}`` for the ranked
     cells; random controls (ranking ``random``) read none, and then depend on nothing but
     fraction, variant and seeds; class-matched controls (``<strategy>-matched``) read their
-    ranking's scores for the strategy's class composition (by given label). Ranked strategies choose the same subset for every seed
-    (only the training seed varies); random controls draw a new subset per seed with that
-    seed, and train with the same seed as the strategies they control.
+    ranking's scores for the strategy's class composition (by given label). Ranked strategies
+    choose the same subset for every seed (only the training seed varies); random and
+    class-matched controls draw a new subset per seed with that seed, and train with the same
+    seed as the strategies they control.
 
     Every (subset, seed) retraining is one job of ``compute`` (:mod:`sampleval.compute`);
     cells that choose the same subset share its retrainings, and with ``cache`` retrainings
