@@ -57,7 +57,7 @@ def make_repo(base: Path, edit) -> Path:
     params["fidelity"].update(n_points=5, n_subsets=4)
     params["refine"].update(rounds=1, seeds=[0, 1, 2, 3, 4, 5])  # one round: 6 seeds reach alpha (2/64)
     params["shapes"]["ranking"] = "loss"  # a ranking the tiny sweep below computes
-    params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer"], cleanlab_folds=2, recommended="loss")
+    params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer", "if_last_layer"], cleanlab_folds=2)  # if_last_layer: detect.combinations
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
