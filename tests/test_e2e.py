@@ -55,7 +55,7 @@ def make_repo(base: Path, edit) -> Path:
                              remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
     params["fidelity"].update(n_points=5, n_subsets=4)
-    params["refine"]["rounds"] = 1
+    params["refine"].update(rounds=1, seeds=[0, 1, 2, 3, 4, 5])  # one round: 6 seeds reach alpha (2/64)
     params["shapes"]["ranking"] = "loss"  # a ranking the tiny sweep below computes
     params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer", "if_last_layer"], cleanlab_folds=2)  # if_last_layer: detect.combinations
     edit(params)
@@ -109,8 +109,13 @@ def test_repro_produces_every_declared_output(repo):
     row = stats["comparisons"]["tracin/global/remove-harmful@0.1"]
     assert row["min_attainable_p"] == pytest.approx(2 / 2 ** row["n_nonzero"], abs=1e-4)
     assert row["control_name"] == stats["comparisons"]["self_influence/global/remove-harmful@0.1"]["control_name"]  # one shared control
+    assert set(stats["class_matched"]) == set(stats["comparisons"]) and stats["tested_on"] == "correct counts"
+    matched = stats["class_matched"]["tracin/global/remove-harmful@0.1"]  # its own control, drawn with the set's class composition
+    assert matched["control_name"] == "tracin/global/remove-harmful-matched@0.1" and len(matched["differences"]) == 6
+    assert all(isinstance(d, int) for d in row["differences"])  # accuracies compared as correct-counts
     cell = json.loads((repo / "metrics/subsets/random/global/remove-random-0.1.json").read_text())
     assert sorted(cell["seeds"]) == [str(s) for s in range(6)]
+    assert all(s["n_correct"] / s["n_test"] == s["accuracy"] for s in cell["seeds"].values())  # unrounded, from the count
     assert len({s["ids_sha256"] for s in cell["seeds"].values()}) == 6  # a new random subset per seed
     assert "report.md" in first or (repo / "report.md").read_text().startswith("# Sample valuation report")
     assert re.findall(r"Running stage '([^']+)'", first)[-1] == "report" and re.search(r"\[report\] report: \S+report\.md", first)
@@ -231,9 +236,9 @@ def test_adding_a_fraction_and_a_ranking_trains_only_new_cells(repo):
     out = _dvc(repo, "repro")
     assert {"subsets", "stats", "report"} <= _ran(out)
     assert "influence: 2 of 3 jobs read from the job cache" in out  # only the new estimator computed
-    # 2 rankings x 2 strategies + 2 controls, 6 seeds each, were trained before (36); the new
-    # fraction adds 2 ranked cells and 1 control, the loss ranking 3 cells: 36 new retrainings
-    assert _cached(out) == (36, 72)
+    # 2 rankings x 2 strategies, their 4 class-matched controls + 2 controls, 6 seeds each, were trained before (60);
+    # the new fraction adds 2 ranked cells, 2 class-matched and 1 control, the loss ranking 3 + 3: 66 new retrainings
+    assert _cached(out) == (60, 126)
     assert (repo / "metrics/subsets/random/global/remove-random-0.2.json").exists()
     assert (repo / "metrics/subsets/loss/global/remove-harmful-0.2.json").exists()
 
