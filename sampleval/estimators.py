@@ -161,25 +161,6 @@ ESTIMATORS: dict[str, Estimator] = {
     ]
 }
 
-# The older flat option names (``InfluenceContext.extra``) -> (estimator, field).
-LEGACY_EXTRA: dict[str, list[tuple[str, str]]] = {
-    "cg_tol": [("if_cg", "cg_tol")],
-    "hessian": [("if_cg", "curvature")],
-    "on_negative_curvature": [("if_cg", "on_negative_curvature")],
-    "hvp_samples": [("if_cg", "hvp_samples")],
-    "lissa_depth": [("if_lissa", "depth")],
-    "lissa_repeat": [("if_lissa", "repeat")],
-    "lissa_batch_size": [("if_lissa", "batch_size")],
-    "lissa_scale": [("if_lissa", "scale")],
-    "per_sample_batch": [("if_diag", "per_sample_batch")],
-    "last_layer_max_dense": [("if_last_layer", "max_dense"), ("if_last_layer_miscls", "max_dense")],
-    "randproj_dim": [("tracin_randproj", "dim")],
-    "cleanlab_features": [("cleanlab", "features")],
-    "cleanlab_folds": [("cleanlab", "folds")],
-    "cleanlab_method": [("cleanlab", "method")],
-}
-
-
 def get(name: str) -> Estimator:
     if name not in ESTIMATORS:
         raise ValueError(f"unknown influence estimator {name!r} (allowed: {', '.join(ESTIMATORS)})")
@@ -191,17 +172,11 @@ def option_specs(name: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
     return {f.name: (f.metadata["check"], f.metadata["allowed"]) for f in dataclasses.fields(get(name).options)}
 
 
-def options_for(name: str, given: Any = None, extra: dict | None = None):
-    """Estimator ``name``'s options: defaults, then the legacy ``extra`` names, then ``given``
-    (a dict from params or an options instance); every value checked, a bad one named."""
+def options_for(name: str, given: Any = None):
+    """Estimator ``name``'s options: the defaults, overridden by ``given`` (a dict from params
+    or an options instance); every value checked, a bad one named."""
     cls = get(name).options
-    if isinstance(given, cls):
-        values = dataclasses.asdict(given)
-    else:
-        values = {}
-        for key, value in (extra or {}).items():
-            values.update({fld: value for est, fld in LEGACY_EXTRA.get(key, []) if est == name})
-        values.update(given or {})
+    values = dataclasses.asdict(given) if isinstance(given, cls) else dict(given or {})
     specs = option_specs(name)
     for key, value in values.items():
         if key not in specs:

@@ -50,9 +50,10 @@ def test_params_options_are_validated_from_the_dataclasses():
         validate(params)
 
 
-def test_options_for_merges_legacy_extra_and_names_bad_values():
-    opts = reg.options_for("if_cg", {"cg_tol": 1e-8}, {"hessian": "gauss_newton", "diagnostics": {}, "randproj_dim": 3})
+def test_options_for_overrides_defaults_and_names_bad_values():
+    opts = reg.options_for("if_cg", {"cg_tol": 1e-8, "curvature": "gauss_newton"})
     assert opts.curvature == "gauss_newton" and opts.cg_tol == 1e-8 and opts.on_negative_curvature == "gauss_newton"
+    assert reg.options_for("if_cg", opts) == opts  # an options instance passes as it is
     with pytest.raises(ValueError, match="influence.options.tracin_randproj.dim = 0"):
         reg.options_for("tracin_randproj", {"dim": 0})
     with pytest.raises(ValueError, match="unknown option 'dimension'"):

@@ -12,7 +12,7 @@ import torch
 
 from sampleval.compute import Compute, JobCache
 from sampleval.data.prepared import Prepared
-from sampleval.influence import make_context_from, run_estimator
+from sampleval.influence import InfluenceSettings, make_context, run_estimator
 from sampleval.influence.core import Checkpoint
 from sampleval.influence.runner import Baseline, baseline_fingerprint, fans_out, run_estimators
 from sampleval.models import build_model
@@ -46,8 +46,7 @@ def baseline():
 
 
 def _direct(b: Baseline, method: str) -> dict[str, np.ndarray]:
-    ctx = make_context_from(b.prepared, b.cfg, b.checkpoints, b.final_state, b.final_epoch, 16, 0.1, 20, 0, "central",
-                            options=INFLUENCE["options"])
+    ctx = make_context(b, InfluenceSettings.from_params(INFLUENCE, 0))
     return run_estimator(method, ctx)
 
 

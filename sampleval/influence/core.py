@@ -12,7 +12,8 @@ this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.esti
   per-sample gradients (central differences or forward-mode AD);
 - :func:`per_sample_grad_sq_norms`, :func:`split_state`, :func:`full_float32`;
 - :func:`misclassified`, :func:`load_final`, :func:`on_device`;
-- :class:`InfluenceContext`, what every estimator receives, and :func:`record`, where it
+- :class:`InfluenceSettings` (and :data:`SETTINGS`, the settings every estimator reads),
+  :class:`InfluenceContext`, what every estimator receives, and :func:`record`, where it
   leaves its diagnostics.
 
 Data: every function here takes ``x, y`` either as model-ready tensors or as uint8 images
@@ -328,12 +329,36 @@ def misclassified(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Ten
     return logits.argmax(1) != y
 
 
+@dataclass(frozen=True)
+class InfluenceSettings:
+    """The influence settings every estimator reads (params' ``influence`` section, less the
+    list of methods and where they run), with the run's seed and the per-estimator options
+    (estimator name -> a dict from params or its options dataclass, :mod:`sampleval.estimators`)."""
+
+    batch_size: int = 256
+    damping: float = 0.01
+    cg_iterations: int = 100
+    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, influence: dict, seed: int) -> "InfluenceSettings":
+        """From params' influence section (validated by :mod:`sampleval.config`) and the run's seed."""
+        return cls(**{k: influence[k] for k in SETTINGS}, seed=int(seed), options=dict(influence.get("options") or {}))
+
+
+# the settings every estimator may read, the one list (a job's spec, the context, the params deps)
+SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
+
+
 @dataclass
 class InfluenceContext:
-    """Everything an estimator needs. ``options`` maps an estimator's name to its options
-    dataclass (:mod:`sampleval.estimators`; absent: the defaults). ``extra`` is the older flat dict of
-    option names (``cg_tol``, ``hessian``, ...), still honoured; its ``diagnostics`` dict, if
-    given, receives the same records as :attr:`diagnostics`."""
+    """Everything an estimator needs; built by :func:`sampleval.influence.make_context` from a
+    :class:`Baseline` and :class:`InfluenceSettings`. ``options`` maps an estimator's name to
+    its options (a dict or the options dataclass of :mod:`sampleval.estimators`; absent: the
+    defaults). ``extra``: inputs of estimators outside the registry (``detection.estimators``
+    reads ``train_config``, ``cleanlab_folds`` and ``compute`` there)."""
 
     model: nn.Module  # the architecture; estimators load the weights they need
     loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
@@ -343,16 +368,16 @@ class InfluenceContext:
     val: Samples | tuple[torch.Tensor, torch.Tensor]
     task: str
     n_classes: int
-    batch_size: int = 256
-    damping: float = 0.01
-    cg_iterations: int = 100
-    seed: int = 0
-    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
+    batch_size: int = InfluenceSettings.batch_size
+    damping: float = InfluenceSettings.damping
+    cg_iterations: int = InfluenceSettings.cg_iterations
+    seed: int = InfluenceSettings.seed
+    tracin_method: str = InfluenceSettings.tracin_method
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
     channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
     final_epoch: int | None = None  # the epoch selected on validation (``up_to_selected`` needs it)
-    shards: int = 1  # tracin / self_influence: training-set shards, one executor job each
-    compute: object | None = None  # where shards (and trak's ensemble) run (sampleval.compute.Compute; None: in this process)
+    shards: int = 1  # the estimators whose entry says ``shards``: training-set shards, one executor job each
+    compute: object | None = None  # where an estimator's own jobs run (shards, folds, ensembles: sampleval.compute.Compute; None: here)
     options: dict = field(default_factory=dict)
     train_config: object | None = None  # the baseline's TrainConfig: estimators that retrain (trak) reuse its recipe
     job_cache: str | None = None  # folder of the job cache of the estimator's own jobs (trak's ensemble); None: no cache
@@ -361,17 +386,13 @@ class InfluenceContext:
 
     def options_of(self, name: str):
         """The options dataclass of estimator ``name`` (validated)."""
-        return options_for(name, self.options.get(name), self.extra)
+        return options_for(name, self.options.get(name))
 
 
 def record(ctx, name: str, info: dict) -> None:
-    """Log an estimator's diagnostics and keep them in ``ctx.diagnostics[name]`` (and in the
-    legacy ``ctx.extra['diagnostics']`` dict when one is given)."""
+    """Log an estimator's diagnostics and keep them in ``ctx.diagnostics[name]``."""
     log.info("%s: %s", name, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()))
     ctx.diagnostics.setdefault(name, {}).update(info)
-    legacy = ctx.extra.get("diagnostics")
-    if isinstance(legacy, dict):
-        legacy[name] = dict(ctx.diagnostics[name])
 
 
 def load_final(ctx) -> nn.Module:

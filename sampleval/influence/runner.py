@@ -25,11 +25,7 @@ import numpy as np
 
 from ..compute import SERIAL, Compute, JobCache, run_jobs
 from ..fingerprints import arrays_hash, recipe_fingerprint
-from .core import Baseline
-
-# the influence settings every estimator may read (the rest of params' influence section is
-# the list of methods, their options, and where to run: none of it changes one estimator's result)
-SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
+from .core import SETTINGS, Baseline, InfluenceSettings
 SHARDED = ("tracin", "self_influence")  # estimators that split the training set into influence.shards jobs
 FANS_OUT = ("trak",)  # estimators that always run jobs of their own (TRAK's ensemble)
 
@@ -71,17 +67,16 @@ class _Shared:
 def estimator_job(shared: _Shared, spec: dict) -> dict:
     """Executor job: one estimator over the shared baseline -> ``{"columns": {name: [floats]}, "diagnostics": {...}}``."""
     from ..training import pick_device
-    from . import make_context_from, run_estimator
+    from . import make_context, run_estimator
 
     b = shared.baseline
     method = spec["method"]
     options = {method: spec["options"]} if spec["options"] is not None else {}
-    ctx = make_context_from(
-        b.prepared, b.cfg, b.checkpoints, b.final_state, b.final_epoch, spec["batch_size"], spec["damping"], spec["cg_iterations"],
-        spec["seed"], spec["tracin_method"], pick_device(b.cfg.device), options=options, compute=shared.compute,
+    settings = InfluenceSettings(**{k: spec[k] for k in SETTINGS}, seed=spec["seed"], options=options)
+    ctx = make_context(
+        b, settings, device=pick_device(b.cfg.device), compute=shared.compute, shards=shared.shards,
         job_cache=f"{shared.job_cache_root}/{method}" if shared.job_cache_root is not None else None,
     )
-    ctx.shards = shared.shards
     columns = run_estimator(method, ctx)
     return {"columns": {k: v.tolist() for k, v in columns.items()}, "diagnostics": ctx.diagnostics.get(method, {})}
 
