@@ -45,6 +45,8 @@ def get_estimator(name: str) -> Callable:
 
 
 def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
+    if get(name).needs_recipe and ctx.train_config is None:
+        raise ValueError(f"{name} retrains models with the baseline's recipe: the influence context has no train_config (make_context sets it)")
     columns = get_estimator(name)(ctx)
     n = n_samples(ctx.train)
     if name not in columns:

@@ -12,8 +12,9 @@ and the spec), an estimator whose inputs did not change is read back: adding one
 only that estimator.
 
 Estimators that fan out jobs of their own run in this process instead, with the whole
-executor for their jobs (jobs are not nested): TRAK's ensemble, and ``tracin`` and
-``self_influence`` when ``shards > 1``. Their results are cached the same way. Where an
+executor for their jobs (jobs are not nested): those whose registry entry says ``fans_out``
+(TRAK's ensemble), and those that say ``shards`` (``tracin``, ``self_influence``) when
+``shards > 1``. Their results are cached the same way. Where an
 estimator runs never changes its scores: the columns equal those of a serial run, bit for bit
 on one device (tests/test_influence_runner.py).
 """
@@ -25,9 +26,8 @@ import numpy as np
 
 from ..compute import SERIAL, Compute, JobCache, run_jobs
 from ..fingerprints import arrays_hash, recipe_fingerprint
+from ..estimators import get
 from .core import SETTINGS, Baseline, InfluenceSettings
-SHARDED = ("tracin", "self_influence")  # estimators that split the training set into influence.shards jobs
-FANS_OUT = ("trak",)  # estimators that always run jobs of their own (TRAK's ensemble)
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,10 @@ def estimator_job(shared: _Shared, spec: dict) -> dict:
 
 
 def fans_out(method: str, shards: int) -> bool:
-    """Whether ``method`` runs executor jobs of its own (then it runs in the calling process)."""
-    return method in FANS_OUT or (method in SHARDED and shards > 1)
+    """Whether ``method`` runs executor jobs of its own (then it runs in the calling process):
+    its registry entry says ``fans_out``, or ``shards`` and there is more than one shard."""
+    entry = get(method)
+    return entry.fans_out or (entry.shards and shards > 1)
 
 
 def run_estimators(baseline: Baseline, methods: list[str], influence: dict, seed: int, compute: Compute = SERIAL,
