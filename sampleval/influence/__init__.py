@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import SETTINGS, Baseline, Checkpoint, InfluenceContext, InfluenceSettings, Samples, n_samples
+from .core import SETTINGS, Baseline, architecture, Checkpoint, InfluenceContext, InfluenceSettings, Samples, n_samples
 from ..estimators import ESTIMATORS, get
 
 __all__ = ["Baseline", "Checkpoint", "InfluenceContext", "InfluenceSettings", "SETTINGS", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator",
@@ -69,14 +69,12 @@ def make_context(
     ensemble; None: serially here), ``job_cache`` (the folder where such an estimator caches
     its finished jobs; None: no cache) and ``shards`` (training-set shards of the estimators
     whose registry entry says ``shards``)."""
-    from ..models import build_model
     from ..training import make_loss
 
     prepared, cfg = baseline.prepared, baseline.cfg
     tr, va = prepared.split("train"), prepared.split("val")
-    model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
     return InfluenceContext(
-        model=model,
+        model=architecture(prepared, cfg),
         loss_fn=make_loss(prepared.task, cfg, tr.y),
         checkpoints=baseline.checkpoints,
         final_state=baseline.final_state,

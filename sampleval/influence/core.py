@@ -5,6 +5,8 @@ this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.esti
 
 - :class:`Checkpoint` and :func:`load_checkpoints`: per-epoch weights with their learning rate;
 - :class:`Baseline`: the prepared data, recipe, checkpoints and selected model, loaded once;
+  :func:`load_selected` (the one reader of ``models/model.pt``), :func:`architecture`,
+  :func:`load_selected_model`;
 - :class:`Samples`, :func:`batches`, :func:`streamable`, :func:`n_samples`, :func:`as_inputs`:
   one split, streamed batch by batch from uint8 images or materialised as float tensors;
 - :func:`summed_gradient`: the gradient of the summed (validation) loss;
@@ -62,6 +64,31 @@ def load_checkpoints(paths: Sequence[str | Path]) -> list[Checkpoint]:
     return out
 
 
+def load_selected(final_model_path: str | Path) -> tuple[dict, int | None]:
+    """The weights of the model selected on validation (``models/model.pt``) and its epoch
+    (None when the file does not record it): the one reader of that file."""
+    final = load_checkpoint(final_model_path)
+    if "model" not in final:
+        raise ValueError(f"{final_model_path} has no 'model' entry; rerun `dvc repro train`")
+    return final["model"], int(final["epoch"]) if "epoch" in final else None
+
+
+def architecture(prepared, cfg) -> nn.Module:
+    """The baseline's architecture (fresh weights) for the prepared data and the recipe ``cfg``."""
+    from ..models import build_model
+
+    x = prepared.split("train").x
+    return build_model(cfg.model, x.shape[1], prepared.n_classes, x.shape[-1], None)
+
+
+def load_selected_model(prepared, cfg, final_model_path: str | Path) -> nn.Module:
+    """The architecture with the selected weights (for stages that need only the final model,
+    not every checkpoint: :meth:`Baseline.load` reads those too)."""
+    model = architecture(prepared, cfg)
+    model.load_state_dict(load_selected(final_model_path)[0])
+    return model
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The trained baseline the estimators read: the prepared data, the recipe (a ``TrainConfig``),
@@ -76,9 +103,14 @@ class Baseline:
     @classmethod
     def load(cls, prepared, cfg, checkpoint_dir: str | Path, final_model_path: str | Path) -> "Baseline":
         """From the training outputs on disk: every epoch's checkpoint and the selected model."""
-        final = load_checkpoint(final_model_path)
-        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"],
-                   int(final["epoch"]) if "epoch" in final else None)
+        final_state, final_epoch = load_selected(final_model_path)
+        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final_state, final_epoch)
+
+    def selected_model(self) -> nn.Module:
+        """The architecture with the weights selected on validation."""
+        model = architecture(self.prepared, self.cfg)
+        model.load_state_dict(self.final_state)
+        return model
 
 
 
