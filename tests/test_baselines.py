@@ -174,3 +174,24 @@ def test_every_new_estimator_runs_on_a_batchnorm_model(task):
             assert col == name or col.startswith(name + "_")
             assert values.dtype == np.float64 and values.shape == (25,) and np.isfinite(values).all(), (name, col)
     assert torch.equal(ctx.model.state_dict()["1.running_mean"], state["1.running_mean"])
+
+
+def test_cleanlab_runs_its_folds_on_ctx_compute(monkeypatch):
+    """cleanlab finds where to run its folds where every estimator does (ctx.compute)."""
+    import sampleval.influence.baselines as bl
+    from sampleval.compute import SERIAL
+
+    seen = []
+    real = bl.cross_validated_probs
+
+    def spy(*args, **kw):
+        seen.append(args[-1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bl, "cross_validated_probs", spy)
+    ctx = _ctx(cleanlab={"features": "pixels", "folds": 2})
+    ctx.compute = SERIAL
+    with_compute = run_estimator("cleanlab", ctx)
+    without = run_estimator("cleanlab", _ctx(cleanlab={"features": "pixels", "folds": 2}))
+    assert seen == [SERIAL, None]
+    np.testing.assert_array_equal(with_compute["cleanlab"], without["cleanlab"])
