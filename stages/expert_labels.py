@@ -24,7 +24,7 @@ from sampleval.data.prepared import load_prepared
 from sampleval.io import write_json
 from sampleval.metrics import sigmoid
 from sampleval.multilabel_detection import label_wise_suspicion
-from sampleval.influence.core import load_selected_model
+from sampleval.influence.context import load_selected_model
 from sampleval.training import TrainConfig, predict_logits
 from stages._common import log, main, start
 from stages.paths import EXPERT_METRICS, MODEL, PREPARED

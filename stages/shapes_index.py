@@ -11,7 +11,7 @@ import pandas as pd
 
 from sampleval import shapes
 from sampleval.data.prepared import load_prepared
-from sampleval.influence.core import Baseline
+from sampleval.influence.context import Baseline
 from sampleval.io import write_json
 from sampleval.training import TrainConfig, make_loss, target_tensor
 from stages._common import log, main, start

@@ -1,6 +1,7 @@
 """The library's import graph has no cycle (issue 24): module A importing B while B imports A,
 directly or through others, at module level or inside a function. A package importing its own
-submodules (``__init__.py``) and a submodule naming its package are not cycles."""
+submodules (``__init__.py``), a submodule naming its package and imports under ``if
+TYPE_CHECKING:`` (never run) are not cycles."""
 from __future__ import annotations
 
 import ast
@@ -20,7 +21,11 @@ def _modules() -> dict[str, Path]:
 def _edges(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # imports for type checkers only never run
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -107,7 +107,7 @@ def test_one_loader_reads_the_training_outputs(baseline, tmp_path):
     """Baseline.load and load_selected_model read models/model.pt the same way (the one
     reader, load_selected); make_context puts the baseline and the settings into the context."""
     from sampleval.checkpoints import epoch_checkpoint_path
-    from sampleval.influence.core import load_selected_model
+    from sampleval.influence.context import load_selected_model
     from sampleval.io import torch_save
 
     b = baseline

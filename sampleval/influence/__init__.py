@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import SETTINGS, Baseline, architecture, Checkpoint, InfluenceContext, InfluenceSettings, Samples, n_samples
+from .context import SETTINGS, Baseline, Checkpoint, InfluenceContext, InfluenceSettings, architecture
+from .core import Samples, n_samples
 from ..estimators import ESTIMATORS, get
 
 __all__ = ["Baseline", "Checkpoint", "InfluenceContext", "InfluenceSettings", "SETTINGS", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator",

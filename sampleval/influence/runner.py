@@ -27,7 +27,7 @@ import numpy as np
 from ..compute import SERIAL, Compute, JobCache, run_jobs
 from ..fingerprints import arrays_hash, recipe_fingerprint
 from ..estimators import get
-from .core import SETTINGS, Baseline, InfluenceSettings
+from .context import SETTINGS, Baseline, InfluenceSettings
 
 
 @dataclass(frozen=True)
