@@ -45,7 +45,7 @@ from sampleval.compute import Compute
 from sampleval.data.prepared import load_prepared
 from sampleval.estimators import suspicion
 from sampleval.fidelity import Retraining, linear_datamodeling_score, random_subsets, subset_val_losses
-from sampleval.influence import make_context, run_estimator
+from sampleval.influence import Baseline, InfluenceSettings, make_context, run_estimator
 from sampleval.influence.core import as_inputs
 from sampleval.influence.trak import ensemble_seeds, shared_data, trak_scores
 from sampleval.training import TrainConfig, train
@@ -105,9 +105,8 @@ def main() -> None:
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; n_train {len(tr.ids)}, n_val {len(va.ids)}, flipped {int(flipped.sum())}"]
 
     def context(options: dict | None = None):
-        opts = {**inf["options"], **(options or {})}
-        return make_context(prepared, cfg, root / "models/checkpoints", root / "models/model.pt", inf["batch_size"], inf["damping"],
-                            inf["cg_iterations"], params["seed"], inf["tracin_method"], options=opts)
+        settings = InfluenceSettings.from_params({**inf, "options": {**inf["options"], **(options or {})}}, params["seed"])
+        return make_context(Baseline.load(prepared, cfg, root / "models/checkpoints", root / "models/model.pt"), settings)
 
     # 1. one training run
     def one_training() -> float:

@@ -48,7 +48,7 @@ from sampleval.compute import Compute, run_jobs  # noqa: E402
 from sampleval.determinism import configure_torch  # noqa: E402
 from sampleval.config import load_params  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
-from sampleval.influence import make_context  # noqa: E402
+from sampleval.influence import Baseline, InfluenceSettings, make_context  # noqa: E402
 from sampleval.influence.core import full_float32, load_checkpoints, streamable, summed_gradient, directional_derivatives  # noqa: E402
 from sampleval.influence.tracin import ShardInputs, self_influence_scores, sharded_scores, tracin_scores  # noqa: E402
 from sampleval.io import write_parquet  # noqa: E402
@@ -96,8 +96,7 @@ def main() -> None:
     inf = params["influence"]
     cfg = TrainConfig.from_params(params)
     prepared = load_prepared(root / paths.PREPARED)
-    ctx = make_context(prepared, cfg, root / paths.CHECKPOINTS, root / paths.MODEL, inf["batch_size"], inf["damping"], inf["cg_iterations"],
-                       params["seed"], inf["tracin_method"], torch.device("cpu"), options=inf["options"])
+    ctx = make_context(Baseline.load(prepared, cfg, root / paths.CHECKPOINTS, root / paths.MODEL), InfluenceSettings.from_params(inf, params["seed"]))
     bs, method, ck = ctx.batch_size, ctx.tracin_method, ctx.checkpoints
     n_train, n_val = len(streamable(ctx.train)[0]), len(streamable(ctx.val)[0])
     local2 = replace(Compute.from_params(params), backend="local", workers=2, address=None)

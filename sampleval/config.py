@@ -247,9 +247,8 @@ SCHEMA: dict[str, Any] = {
                       "selected (the baseline's best epoch) or an epoch number >= 1"),
         "n_bootstrap": integer(200, 100000),
         "tracin_checkpoints": Spec(
-            lambda x: isinstance(x, list) and len(set(x)) == len(x)
-            and all(isinstance(v, str) and (v in ("all", "up_to_selected") or (v.startswith("burn_in_") and v[8:].isdigit() and int(v[8:]) >= 1)) for v in x),
-            "a list of distinct TracIn checkpoint variants: all, up_to_selected, burn_in_K (K >= 1); [] for none",
+            lambda x: isinstance(x, list) and len(set(x)) == len(x) and all(estimators.is_tracin_variant(v) for v in x),
+            f"a list of distinct TracIn checkpoint variants: {estimators.TRACIN_VARIANTS_ALLOWED}; [] for none",
         ),
     },
     "checks": {

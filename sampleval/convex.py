@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .estimators import IfCgOptions
 from .influence import InfluenceContext, run_estimator
 from .losses import TrainingLoss
 from .training import to_float
@@ -99,15 +100,14 @@ def convex_leave_one_out(
 
     base = val_loss(model)
     n_params = sum(p.numel() for p in model.parameters())
-    diagnostics: dict = {}
     ctx = InfluenceContext(
         model=model, loss_fn=loss, checkpoints=[], final_state=state, train=(x, y), val=(xv, yv), task="multiclass",
         n_classes=n_classes, batch_size=1024, damping=float(damping), cg_iterations=n_params + 50,
-        extra={"cg_tol": 1e-10, "hessian": "exact", "on_negative_curvature": "stop", "diagnostics": diagnostics},
+        options={"if_cg": IfCgOptions(curvature="exact", on_negative_curvature="stop", cg_tol=1e-10)},
     )
     scores = run_estimator("if_cg", ctx)["if_cg"]
-    if not diagnostics["if_cg"]["converged"]:
-        log.warning("convex leave-one-out: CG did not converge (%s)", diagnostics["if_cg"])
+    if not ctx.diagnostics["if_cg"]["converged"]:
+        log.warning("convex leave-one-out: CG did not converge (%s)", ctx.diagnostics["if_cg"])
     rows = []
     for i in idx:
         w = torch.ones(n, dtype=torch.float64)

@@ -30,6 +30,20 @@ from typing import Any, Callable
 SIGNED = "signed"
 MAGNITUDE = "magnitude"
 
+# TracIn's checkpoint choices, the one home (the tracin option, its variants in
+# :mod:`sampleval.tracin_variants`, fidelity.tracin_checkpoints in params):
+TRACIN_CHECKPOINTS = ("all", "up_to_selected")  # every checkpoint | those up to the epoch selected on validation
+TRACIN_BURN_IN = "burn_in_"  # a variant burn_in_K (K >= 1): all checkpoints but the first K
+TRACIN_VARIANTS_ALLOWED = f"{', '.join(TRACIN_CHECKPOINTS)} or {TRACIN_BURN_IN}K (K >= 1 first checkpoints skipped)"
+
+
+def is_tracin_variant(variant: Any) -> bool:
+    """Whether ``variant`` names a TracIn checkpoint variant: one of :data:`TRACIN_CHECKPOINTS` or ``burn_in_K``."""
+    if not isinstance(variant, str):
+        return False
+    k = variant[len(TRACIN_BURN_IN):] if variant.startswith(TRACIN_BURN_IN) else ""
+    return variant in TRACIN_CHECKPOINTS or (k.isascii() and k.isdigit() and int(k) >= 1)
+
 
 def option(default: Any, check: Callable[[Any], bool], allowed: str):
     """A dataclass field with its params check (``allowed`` is the text shown on a bad value)."""
@@ -58,7 +72,7 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class TracinOptions:
-    checkpoints: str = option("all", lambda x: x in ("all", "up_to_selected"), "one of all, up_to_selected")
+    checkpoints: str = option("all", lambda x: x in TRACIN_CHECKPOINTS, f"one of {', '.join(TRACIN_CHECKPOINTS)}")
     burn_in: int = option(2, _int(0), "an integer >= 0 (the checkpoints of the first burn_in epochs are skipped)")
 
 
@@ -134,6 +148,15 @@ class Estimator:
     options: type = NoOptions
     magnitude_columns: tuple[str, ...] = ()  # extra columns that are magnitudes
     influence: bool = True  # False: a baseline oriented like an influence (higher = cleaner) that predicts no loss change
+    shards: bool = False  # splits the training set into influence.shards executor jobs (ctx.shards, ctx.compute)
+    fans_out: bool = False  # always runs executor jobs of its own (ctx.compute), so the pipeline runs it outside the pool
+    needs_recipe: bool = False  # retrains with the baseline's recipe (ctx.train_config)
+    alias: str | None = None  # another name of its main column (detect.rankings calls cleanlab cleanlab_logreg)
+
+    @property
+    def suspicion_sign(self) -> int:
+        """+1: high = suspicious (a magnitude); -1: low = suspicious (a signed score: harmful first)."""
+        return 1 if self.kind == MAGNITUDE else -1
 
     def load(self) -> Callable:
         module, func = self.function.split(":")
@@ -144,8 +167,8 @@ _M = "sampleval.influence."
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e
     for e in [
-        Estimator("tracin", _M + "tracin:estimate_tracin", SIGNED, TracinOptions),
-        Estimator("self_influence", _M + "tracin:estimate_self_influence", MAGNITUDE),
+        Estimator("tracin", _M + "tracin:estimate_tracin", SIGNED, TracinOptions, shards=True),
+        Estimator("self_influence", _M + "tracin:estimate_self_influence", MAGNITUDE, shards=True),
         Estimator("tracincp", _M + "tracin:estimate_tracincp", SIGNED, magnitude_columns=("tracincp_self_influence",)),
         Estimator("tracin_last_layer", _M + "baselines:estimate_tracin_last_layer", SIGNED, magnitude_columns=("tracin_last_layer_self_influence",)),
         Estimator("tracin_randproj", _M + "baselines:estimate_tracin_randproj", SIGNED, RandprojOptions, ("tracin_randproj_self_influence",)),
@@ -155,30 +178,11 @@ ESTIMATORS: dict[str, Estimator] = {
         Estimator("if_lissa", _M + "hessian:estimate_if_lissa", SIGNED, IfLissaOptions),
         Estimator("if_diag", _M + "hessian:estimate_if_diag", SIGNED, IfDiagOptions),
         Estimator("loss", _M + "baselines:estimate_loss", SIGNED, influence=False),
-        Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions, influence=False),
+        Estimator("cleanlab", _M + "baselines:estimate_cleanlab", SIGNED, CleanlabOptions, influence=False, alias="cleanlab_logreg"),
         Estimator("ekfac", _M + "ekfac:estimate_ekfac", SIGNED, EkfacOptions, ("ekfac_self_influence",)),
-        Estimator("trak", _M + "trak:estimate_trak", SIGNED, TrakOptions),
+        Estimator("trak", _M + "trak:estimate_trak", SIGNED, TrakOptions, fans_out=True, needs_recipe=True),
     ]
 }
-
-# The older flat option names (``InfluenceContext.extra``) -> (estimator, field).
-LEGACY_EXTRA: dict[str, list[tuple[str, str]]] = {
-    "cg_tol": [("if_cg", "cg_tol")],
-    "hessian": [("if_cg", "curvature")],
-    "on_negative_curvature": [("if_cg", "on_negative_curvature")],
-    "hvp_samples": [("if_cg", "hvp_samples")],
-    "lissa_depth": [("if_lissa", "depth")],
-    "lissa_repeat": [("if_lissa", "repeat")],
-    "lissa_batch_size": [("if_lissa", "batch_size")],
-    "lissa_scale": [("if_lissa", "scale")],
-    "per_sample_batch": [("if_diag", "per_sample_batch")],
-    "last_layer_max_dense": [("if_last_layer", "max_dense"), ("if_last_layer_miscls", "max_dense")],
-    "randproj_dim": [("tracin_randproj", "dim")],
-    "cleanlab_features": [("cleanlab", "features")],
-    "cleanlab_folds": [("cleanlab", "folds")],
-    "cleanlab_method": [("cleanlab", "method")],
-}
-
 
 def get(name: str) -> Estimator:
     if name not in ESTIMATORS:
@@ -186,22 +190,22 @@ def get(name: str) -> Estimator:
     return ESTIMATORS[name]
 
 
+def estimator_of(name: str) -> str:
+    """The registry name of ``name``, an estimator's name or its :attr:`Estimator.alias`
+    (``cleanlab_logreg`` -> ``cleanlab``); other names unchanged."""
+    return next((e.name for e in ESTIMATORS.values() if e.alias == name), name)
+
+
 def option_specs(name: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
     """``{field: (check, allowed)}`` of estimator ``name``'s options, for the params schema."""
     return {f.name: (f.metadata["check"], f.metadata["allowed"]) for f in dataclasses.fields(get(name).options)}
 
 
-def options_for(name: str, given: Any = None, extra: dict | None = None):
-    """Estimator ``name``'s options: defaults, then the legacy ``extra`` names, then ``given``
-    (a dict from params or an options instance); every value checked, a bad one named."""
+def options_for(name: str, given: Any = None):
+    """Estimator ``name``'s options: the defaults, overridden by ``given`` (a dict from params
+    or an options instance); every value checked, a bad one named."""
     cls = get(name).options
-    if isinstance(given, cls):
-        values = dataclasses.asdict(given)
-    else:
-        values = {}
-        for key, value in (extra or {}).items():
-            values.update({fld: value for est, fld in LEGACY_EXTRA.get(key, []) if est == name})
-        values.update(given or {})
+    values = dataclasses.asdict(given) if isinstance(given, cls) else dict(given or {})
     specs = option_specs(name)
     for key, value in values.items():
         if key not in specs:
@@ -220,7 +224,7 @@ def column_kind(column: str) -> str:
     """``magnitude`` for an estimator's magnitude column (``self_influence``,
     ``tracincp_self_influence``, ...), else ``signed``."""
     for e in ESTIMATORS.values():
-        if column == e.name:
+        if column in (e.name, e.alias):
             return e.kind
         if column in e.magnitude_columns:
             return MAGNITUDE
@@ -230,8 +234,8 @@ def column_kind(column: str) -> str:
 def suspicion(column: str, values):
     """An estimator column as a suspicion score (higher = more likely harmful or mislabelled):
     minus a signed score (harmful influence, high loss first), a magnitude as it is (high
-    self-influence = unusual first). The one place that orients rankings (subsets, refine,
-    detection); ``values`` is a number or an array."""
+    self-influence = unusual first). The one place that orients rankings (scores, subsets,
+    refine, detection); ``values`` is a number or an array."""
     return values if column_kind(column) == MAGNITUDE else -values
 
 
@@ -246,11 +250,12 @@ def signed_estimators(methods: list[str]) -> list[str]:
     return [m for m in methods if kind_of(m) == SIGNED]
 
 
-def select_epochs(epochs: list[int], checkpoints: str = "all", burn_in: int = 0, selected_epoch: int | None = None) -> list[int]:
-    """The checkpoint epochs a TracIn variant sums over: all of them or those up to the
-    epoch selected on validation, minus the first ``burn_in`` epochs."""
-    if checkpoints not in ("all", "up_to_selected"):
-        raise ValueError(f"influence.options.tracin.checkpoints = {checkpoints!r}; allowed: all, up_to_selected")
+def checkpoint_epochs(epochs: list[int], checkpoints: str = "all", burn_in: int = 0, selected_epoch: int | None = None) -> list[int]:
+    """The checkpoint epochs TracIn sums over (the one rule: the tracin option and every
+    variant of :mod:`sampleval.tracin_variants`): all of them or those up to the epoch
+    selected on validation, minus the first ``burn_in`` epochs."""
+    if checkpoints not in TRACIN_CHECKPOINTS:
+        raise ValueError(f"influence.options.tracin.checkpoints = {checkpoints!r}; allowed: {', '.join(TRACIN_CHECKPOINTS)}")
     chosen = [e for e in epochs if e > burn_in]
     if checkpoints == "up_to_selected":
         if selected_epoch is None:

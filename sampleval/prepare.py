@@ -18,7 +18,7 @@ from .config import ParamsError, resolve_noise
 from .data.digits import load_digits_source
 from .data.noise import inject_noise
 from .data.prepared import save_prepared
-from .data.splits import stratified_split
+from .data.splits import stratified_limit, stratified_split
 
 DECODE_CACHE = "data/cache"
 
@@ -30,16 +30,6 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(images.astype(np.float32))
     out = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def stratified_limit(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """Sorted row indices of a stratified subsample of ``limit`` rows (all rows when null or larger)."""
-    if limit is None or limit >= len(labels):
-        return np.arange(len(labels))
-    from sklearn.model_selection import train_test_split
-
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=limit, stratify=labels, random_state=seed)
-    return np.sort(keep)
 
 
 def _digits(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str]]:

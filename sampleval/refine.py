@@ -113,13 +113,10 @@ def _view(prepared: Prepared, train_ids: np.ndarray, val_ids: np.ndarray) -> Pre
 def score_training_set(view: Prepared, cfg: TrainConfig, ckpt_dir: Path, model_path: Path, names: list[str], influence: dict, seed: int) -> dict[str, np.ndarray]:
     """The one place refine calls the influence package: each estimator's main column for the
     training samples of ``view``, scored against its validation samples."""
-    from .influence import make_context, run_estimator
+    from .influence import Baseline, InfluenceSettings, make_context, run_estimator
     from .training import pick_device
 
-    ctx = make_context(
-        view, cfg, ckpt_dir, model_path, influence["batch_size"], influence["damping"], influence["cg_iterations"], seed,
-        influence["tracin_method"], pick_device(cfg.device), options=influence.get("options"),
-    )
+    ctx = make_context(Baseline.load(view, cfg, ckpt_dir, model_path), InfluenceSettings.from_params(influence, seed), device=pick_device(cfg.device))
     return {name: run_estimator(name, ctx)[name] for name in dict.fromkeys(names)}
 
 

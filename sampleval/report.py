@@ -97,6 +97,8 @@ def headline(inp: ReportInputs) -> dict:
     - ``best_diff``, ``best_q``, ``best_min_p``: the subset strategy with the largest mean
       difference from its random control (:func:`best_comparison`, metrics/stats.json, in the
       stats metric's units), its Benjamini-Hochberg q and the exact test's minimum attainable p;
+    - ``best_vs_matched_diff``, ``best_vs_matched_q``: the same strategy against its class-matched
+      random control (same size and class composition; global variant only, else ``None``);
     - ``refine_gain``, ``refine_q``: refinement's test-accuracy difference from random removal
       after the last round, and its q (metrics/refine.json);
     - ``lds_best``: the best linear datamodeling score of any estimator (metrics/fidelity.json).
@@ -112,6 +114,9 @@ def headline(inp: ReportInputs) -> dict:
     out["best_diff"] = _num(best and best["mean_diff"])
     out["best_q"] = _num(best and best["p_bh"])
     out["best_min_p"] = _num(best and best["min_attainable_p"])
+    matched = (inp.stats or {}).get("class_matched", {}).get(best["name"]) if best else None
+    out["best_vs_matched_diff"] = _num(matched and matched["mean_diff"])
+    out["best_vs_matched_q"] = _num(matched and matched["p_bh"])
     ref = inp.extra.get("refine") or {}
     last = ref.get("tests", {}).get("test_accuracy", {}).get(f"round_{ref.get('rounds')}", {})
     out["refine_gain"], out["refine_q"] = _num(last.get("mean_diff")), _num(last.get("p_bh"))
@@ -131,6 +136,17 @@ def _strategy_words(r: dict) -> str:
     return f"{how} training samples by `{r['ranking']}` ({r['variant']})"
 
 
+def _matched_words(inp: ReportInputs, best: dict) -> str:
+    """How the best strategy fares against its class-matched control: whether its gain is more than thinning classes."""
+    m = (inp.stats or {}).get("class_matched", {}).get(best["name"])
+    if m is None:
+        return ""
+    alpha = inp.stats.get("alpha", 0.05)
+    verdict = "so more than the thinning of its classes" if m["p_bh"] <= alpha and m["mean_diff"] > 0 else \
+        "so not distinguishable from thinning the same classes"
+    return (f", and by {_points(m['mean_diff'])} against random samples of the same classes (q {_fmt(m['p_bh'])}), {verdict}")
+
+
 def finding(inp: ReportInputs) -> str:
     """The report's first line: what the run found, in words, from :func:`headline`'s numbers."""
     h = headline(inp)
@@ -148,7 +164,8 @@ def finding(inp: ReportInputs) -> str:
         metric = inp.stats["metric"].split(".")[-1]
         control = "random removal" if best["strategy_name"].startswith("remove") else "random selection"
         parts.append(f"{_strategy_words(best)} changes test {metric} by {_points(best['mean_diff'])} against {control} "
-                     f"of the same size (BH q {_fmt(best['p_bh'])}, {best.get('n_seeds', inp.stats.get('n_seeds'))} seeds)")
+                     f"of the same size (BH q {_fmt(best['p_bh'])}, {best.get('n_seeds', inp.stats.get('n_seeds'))} seeds)"
+                     + _matched_words(inp, best))
     if h["refine_gain"] is not None:
         ref = inp.extra["refine"]
         parts.append(f"after {ref['rounds']} rounds of refinement by `{ref['ranking']}`, test accuracy differs from random removal by "

@@ -23,6 +23,7 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
 from .data.prepared import DataError, Prepared
+from . import estimators
 from .estimators import MAGNITUDE, column_kind
 from .shapes import s_shapedness
 from .tracin_variants import variant_scores
@@ -47,9 +48,9 @@ def merge_scores(prepared: Prepared, methods: list[str], methods_dir: str | Path
 
 
 def suspicion(table: pd.DataFrame, column: str) -> np.ndarray:
-    """Higher = more likely a bad label: low influence (harmful) or high self-influence."""
-    values = table[column].to_numpy(dtype=float)
-    return values if column_kind(column) == MAGNITUDE else -values
+    """Higher = more likely a bad label: low influence (harmful) or high self-influence
+    (:func:`sampleval.estimators.suspicion` on the table's column)."""
+    return estimators.suspicion(column, table[column].to_numpy(dtype=float))
 
 
 def ranking_columns(table: pd.DataFrame, methods: list[str]) -> list[str]:

@@ -27,26 +27,27 @@ import numpy as np
 from . import estimators
 
 EPOCH_COLUMN = re.compile(r"tracin_epoch_(\d{3,})")
-_BURN_IN = re.compile(r"burn_in_(\d+)")
 
 
 def check_variant(variant: str) -> str:
-    """``variant`` itself if it names a variant, else ValueError naming the allowed forms."""
-    if variant in ("all", "up_to_selected") or (_BURN_IN.fullmatch(str(variant)) and int(variant[8:]) >= 1):
+    """``variant`` itself if it names a variant (:func:`sampleval.estimators.is_tracin_variant`),
+    else ValueError naming the allowed forms."""
+    if estimators.is_tracin_variant(variant):
         return variant
-    raise ValueError(f"unknown TracIn checkpoint variant {variant!r}; use all, up_to_selected or burn_in_K (K >= 1 first checkpoints skipped)")
+    raise ValueError(f"unknown TracIn checkpoint variant {variant!r}; use {estimators.TRACIN_VARIANTS_ALLOWED}")
 
 
 def parse_variant(variant: str) -> tuple[str, int]:
     """A variant's name as the tracin estimator's options ``(checkpoints, burn_in)``:
     ``all`` -> (all, 0), ``up_to_selected`` -> (up_to_selected, 0), ``burn_in_K`` -> (all, K)."""
     check_variant(variant)
-    return ("all", int(variant[len("burn_in_"):])) if variant.startswith("burn_in_") else (variant, 0)
+    prefix = estimators.TRACIN_BURN_IN
+    return ("all", int(variant[len(prefix):])) if variant.startswith(prefix) else (variant, 0)
 
 
 def select_epochs(epochs: Sequence[int], variant: str, selected_epoch: int | None = None) -> list[int]:
     """The checkpoint epochs ``variant`` sums over (the rule itself is
-    :func:`sampleval.estimators.select_epochs`, which the estimator option uses too).
+    :func:`sampleval.estimators.checkpoint_epochs`, which the estimator option uses too).
 
     ``selected_epoch`` (the epoch chosen on validation) is needed by ``up_to_selected``.
     Raises ValueError when the variant leaves no checkpoint."""
@@ -58,7 +59,7 @@ def select_epochs(epochs: Sequence[int], variant: str, selected_epoch: int | Non
         raise ValueError(f"TracIn variant {variant} keeps none of the checkpoints {epochs}; choose fewer skipped epochs")
     # burn_in counts checkpoints from the first one, whatever its epoch number
     skip = sorted(epochs)[burn_in - 1] if burn_in else 0
-    return estimators.select_epochs(epochs, checkpoints, skip, None if selected_epoch is None else int(selected_epoch))
+    return estimators.checkpoint_epochs(epochs, checkpoints, skip, None if selected_epoch is None else int(selected_epoch))
 
 
 def epoch_columns(columns: Sequence[str]) -> dict[int, str]:

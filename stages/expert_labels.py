@@ -23,9 +23,9 @@ from sampleval import expert_labels as ex
 from sampleval.data.prepared import load_prepared
 from sampleval.io import write_json
 from sampleval.metrics import sigmoid
-from sampleval.models import build_model
 from sampleval.multilabel_detection import label_wise_suspicion
-from sampleval.training import TrainConfig, load_checkpoint, predict_logits
+from sampleval.influence.context import load_selected_model
+from sampleval.training import TrainConfig, predict_logits
 from stages._common import log, main, start
 from stages.paths import EXPERT_METRICS, MODEL, PREPARED
 
@@ -42,9 +42,7 @@ def run(argv=None) -> None:
     experts = ex.read_expert_labels(args.expert)
     prepared = load_prepared(PREPARED)
     cfg = TrainConfig.from_params(params)
-    x0 = prepared.split("train").x
-    model = build_model(cfg.model, x0.shape[1], prepared.n_classes, x0.shape[-1], None)
-    model.load_state_dict(load_checkpoint(MODEL)["model"])
+    model = load_selected_model(prepared, cfg, MODEL)
     out: dict = {"mapping": {f: list(m) for f, m in ex.EXPERT_TO_NIH.items()}, "n_expert_rows": int(len(experts))}
     for split in ("train", "val", "test"):
         s = prepared.split(split)

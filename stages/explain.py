@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sampleval.data.prepared import load_prepared
 from sampleval.explain import explain, figure_inputs, plot_explanations
-from sampleval.influence import make_context
+from sampleval.influence import Baseline, InfluenceSettings, make_context
 from sampleval.io import write_parquet
 from sampleval.training import TrainConfig
 from stages import paths
@@ -19,10 +19,8 @@ def run(argv=None) -> None:
     params = start("explain", baseline=True)
     inf = params["influence"]
     prepared = load_prepared(paths.PREPARED)
-    ctx = make_context(
-        prepared, TrainConfig.from_params(params), paths.CHECKPOINTS, paths.MODEL,
-        inf["batch_size"], inf["damping"], inf["cg_iterations"], params["seed"],
-    )
+    baseline = Baseline.load(prepared, TrainConfig.from_params(params), paths.CHECKPOINTS, paths.MODEL)
+    ctx = make_context(baseline, InfluenceSettings.from_params(inf, params["seed"]))
     tr, te = prepared.split("train"), prepared.split("test")
     df = explain(ctx.final_state, ctx.model, ctx.loss_fn, ctx.checkpoints, ctx.train, te.x, te.y, tr.ids, te.ids,
                  top_k=inf["explain_top_k"], n_test=inf["explain_n_test"], batch_size=inf["batch_size"])

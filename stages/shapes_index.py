@@ -11,10 +11,9 @@ import pandas as pd
 
 from sampleval import shapes
 from sampleval.data.prepared import load_prepared
-from sampleval.influence.core import load_checkpoints
+from sampleval.influence.context import Baseline
 from sampleval.io import write_json
-from sampleval.models import build_model
-from sampleval.training import TrainConfig, list_checkpoints, load_checkpoint, make_loss, target_tensor
+from sampleval.training import TrainConfig, make_loss, target_tensor
 from stages._common import log, main, start
 from stages.paths import CHECKPOINTS, MODEL, PREPARED, SCORES, SHAPES_METRICS
 
@@ -30,11 +29,11 @@ def run(argv=None) -> None:
     columns = {m: table[m].to_numpy(float) for m in methods if m in table}
     per_val, ids = np.zeros((0, len(tr.x))), []
     if prepared.task == "multiclass":
-        model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
-        model.load_state_dict(load_checkpoint(MODEL)["model"])
+        baseline = Baseline.load(prepared, cfg, CHECKPOINTS, MODEL)
+        model = baseline.selected_model()
         wrong = shapes.misclassified(model, va.x, va.y)
         loss_fn = make_loss(prepared.task, cfg, tr.y)
-        per_val = shapes.per_sample_tracin(model, loss_fn, load_checkpoints(list_checkpoints(CHECKPOINTS)),
+        per_val = shapes.per_sample_tracin(model, loss_fn, baseline.checkpoints,
                                            (tr.x, target_tensor(tr.y, prepared.task)), (va.x, target_tensor(va.y, prepared.task)), wrong,
                                            batch_size=params["influence"]["batch_size"], method=params["influence"]["tracin_method"])
         ids = list(va.ids[wrong])

@@ -18,7 +18,7 @@ NEW = ("tracin_last_layer", "tracin_randproj", "loss", "cleanlab")
 
 
 
-def _ctx(task="multiclass", **extra):
+def _ctx(task="multiclass", **options):
     torch.manual_seed(0)
     model = SmallCNN(1, 3, 4).double()
     ckpts = []
@@ -33,7 +33,7 @@ def _ctx(task="multiclass", **extra):
         y, yv = torch.randint(0, 2, (25, 3)).double(), torch.randint(0, 2, (9, 3)).double()
     return InfluenceContext(
         model=model, loss_fn=TrainingLoss(task, 2.0, 0.05), checkpoints=ckpts, final_state=ckpts[-1].state,
-        train=(x, y), val=(xv, yv), task=task, n_classes=3, batch_size=8, extra=extra,
+        train=(x, y), val=(xv, yv), task=task, n_classes=3, batch_size=8, options=options,
     )
 
 
@@ -66,18 +66,18 @@ def test_tracin_last_layer_equals_brute_force_restricted_tracin(task):
 def test_tracin_randproj_approximates_last_layer_tracin():
     ctx = _ctx()
     exact = run_estimator("tracin_last_layer", ctx)
-    wide = run_estimator("tracin_randproj", _ctx(randproj_dim=4096))
+    wide = run_estimator("tracin_randproj", _ctx(tracin_randproj={"dim": 4096}))
     assert np.corrcoef(wide["tracin_randproj"], exact["tracin_last_layer"])[0, 1] >= 0.97
     assert np.corrcoef(wide["tracin_randproj_self_influence"], exact["tracin_last_layer_self_influence"])[0, 1] >= 0.97
     # unbiased: the average over independent projections converges to the exact scores
     runs = []
     for seed in range(40):
-        c = _ctx(randproj_dim=64)
+        c = _ctx(tracin_randproj={"dim": 64})
         c.seed = seed
         runs.append(run_estimator("tracin_randproj", c)["tracin_randproj"])
     mean = np.mean(runs, axis=0)
     assert np.abs(mean - exact["tracin_last_layer"]).max() <= 0.15 * np.abs(exact["tracin_last_layer"]).max()
-    np.testing.assert_array_equal(runs[0], run_estimator("tracin_randproj", _ctx(randproj_dim=64))["tracin_randproj"])
+    np.testing.assert_array_equal(runs[0], run_estimator("tracin_randproj", _ctx(tracin_randproj={"dim": 64}))["tracin_randproj"])
     assert not np.array_equal(runs[0], runs[1])
 
 
@@ -111,7 +111,7 @@ def test_cleanlab_ranks_injected_flips_at_the_bottom_on_digits():
     x, y, flipped = _digits_with_flips()
     ctx = InfluenceContext(
         model=SmallCNN(1, 10, 8), loss_fn=TrainingLoss("multiclass", 2.0, 0.05), checkpoints=[], final_state={},
-        train=(x, y), val=(x[:5], y[:5]), task="multiclass", n_classes=10, extra={"cleanlab_features": "pixels"},
+        train=(x, y), val=(x[:5], y[:5]), task="multiclass", n_classes=10, options={"cleanlab": {"features": "pixels"}},
     )
     out = run_estimator("cleanlab", ctx)
     np.testing.assert_allclose(out["cleanlab"], out["cleanlab_quality"] - 0.5)
@@ -124,7 +124,7 @@ def test_cleanlab_ranks_injected_flips_at_the_bottom_on_digits():
 
 
 def test_cleanlab_penultimate_features_and_multilabel_run():
-    ctx = _ctx(cleanlab_features="penultimate", cleanlab_folds=3)
+    ctx = _ctx(cleanlab={"features": "penultimate", "folds": 3})
     out = run_estimator("cleanlab", ctx)
     assert np.isfinite(out["cleanlab"]).all()
     # multi-label: one-vs-rest logistic regression, cleanlab's multi-label quality score
@@ -136,14 +136,14 @@ def test_cleanlab_penultimate_features_and_multilabel_run():
     ml = InfluenceContext(
         model=SmallCNN(1, 3, 4), loss_fn=TrainingLoss("multilabel", 0, 0), checkpoints=[], final_state={},
         train=(torch.tensor(feats).reshape(300, 1, 4, 4), torch.tensor(labels)), val=(torch.zeros(1, 1, 4, 4), torch.zeros(1, 3)),
-        task="multilabel", n_classes=3, extra={"cleanlab_features": "pixels"},
+        task="multilabel", n_classes=3, options={"cleanlab": {"features": "pixels"}},
     )
     q = run_estimator("cleanlab", ml)["cleanlab_quality"]
     bad = np.zeros(300, bool)
     bad[corrupt] = True
     assert q[bad].mean() < q[~bad].mean()
     with pytest.raises(ValueError, match="influence.options.cleanlab.features"):
-        run_estimator("cleanlab", _ctx(cleanlab_features="pca"))
+        run_estimator("cleanlab", _ctx(cleanlab={"features": "pca"}))
 
 
 def test_registry_and_params_list_the_baselines():
@@ -155,7 +155,7 @@ def test_registry_and_params_list_the_baselines():
 def test_every_new_estimator_runs_on_a_batchnorm_model(task):
     """Every estimator added here returns finite float64 columns of the right length on a
     model with BatchNorm (eval mode, non-trivial running statistics), for both tasks."""
-    ctx = _ctx(task, lissa_depth=20, randproj_dim=16, cleanlab_folds=3)
+    ctx = _ctx(task, if_lissa={"depth": 20}, tracin_randproj={"dim": 16}, cleanlab={"folds": 3})
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).double()
     model.train()
@@ -174,3 +174,24 @@ def test_every_new_estimator_runs_on_a_batchnorm_model(task):
             assert col == name or col.startswith(name + "_")
             assert values.dtype == np.float64 and values.shape == (25,) and np.isfinite(values).all(), (name, col)
     assert torch.equal(ctx.model.state_dict()["1.running_mean"], state["1.running_mean"])
+
+
+def test_cleanlab_runs_its_folds_on_ctx_compute(monkeypatch):
+    """cleanlab finds where to run its folds where every estimator does (ctx.compute)."""
+    import sampleval.influence.baselines as bl
+    from sampleval.compute import SERIAL
+
+    seen = []
+    real = bl.cross_validated_probs
+
+    def spy(*args, **kw):
+        seen.append(args[-1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bl, "cross_validated_probs", spy)
+    ctx = _ctx(cleanlab={"features": "pixels", "folds": 2})
+    ctx.compute = SERIAL
+    with_compute = run_estimator("cleanlab", ctx)
+    without = run_estimator("cleanlab", _ctx(cleanlab={"features": "pixels", "folds": 2}))
+    assert seen == [SERIAL, None]
+    np.testing.assert_array_equal(with_compute["cleanlab"], without["cleanlab"])

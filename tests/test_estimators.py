@@ -36,6 +36,27 @@ def test_kinds_drive_column_kinds_and_signed_estimators():
     assert reg.signed_estimators(["tracin", "self_influence", "loss"]) == ["tracin", "loss"]
 
 
+def test_entries_declare_where_they_run_what_they_need_and_their_suspicion():
+    assert {n for n, e in reg.ESTIMATORS.items() if e.shards} == {"tracin", "self_influence"}
+    assert {n for n, e in reg.ESTIMATORS.items() if e.fans_out or e.needs_recipe} == {"trak"}
+    assert reg.estimator_of("cleanlab_logreg") == "cleanlab" and reg.estimator_of("tracin") == "tracin"
+    assert reg.column_kind("cleanlab_logreg") == reg.SIGNED
+    v = np.array([-1.0, 2.0])
+    assert reg.get("self_influence").suspicion_sign == 1 and reg.get("loss").suspicion_sign == -1
+    np.testing.assert_array_equal(reg.suspicion("self_influence", v), v)
+    np.testing.assert_array_equal(reg.suspicion("tracin", v), -v)
+    np.testing.assert_array_equal(reg.suspicion("cleanlab_logreg", v), -v)
+
+
+def test_tracin_variant_names_have_one_grammar():
+    assert all(reg.is_tracin_variant(v) for v in ("all", "up_to_selected", "burn_in_1", "burn_in_12"))
+    assert not any(reg.is_tracin_variant(v) for v in ("burn_in_0", "burn_in_", "burn_in_x", "last", 3, None, "burn_in_\u00b2"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["fidelity"]["tracin_checkpoints"] = ["all", "burn_in_0"]
+    with pytest.raises(ParamsError, match="fidelity.tracin_checkpoints.*all, up_to_selected or burn_in_K"):
+        validate(params)
+
+
 def test_params_options_are_validated_from_the_dataclasses():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(params["influence"]["options"]) == set(reg.ESTIMATORS)
@@ -50,9 +71,10 @@ def test_params_options_are_validated_from_the_dataclasses():
         validate(params)
 
 
-def test_options_for_merges_legacy_extra_and_names_bad_values():
-    opts = reg.options_for("if_cg", {"cg_tol": 1e-8}, {"hessian": "gauss_newton", "diagnostics": {}, "randproj_dim": 3})
+def test_options_for_overrides_defaults_and_names_bad_values():
+    opts = reg.options_for("if_cg", {"cg_tol": 1e-8, "curvature": "gauss_newton"})
     assert opts.curvature == "gauss_newton" and opts.cg_tol == 1e-8 and opts.on_negative_curvature == "gauss_newton"
+    assert reg.options_for("if_cg", opts) == opts  # an options instance passes as it is
     with pytest.raises(ValueError, match="influence.options.tracin_randproj.dim = 0"):
         reg.options_for("tracin_randproj", {"dim": 0})
     with pytest.raises(ValueError, match="unknown option 'dimension'"):
@@ -61,16 +83,16 @@ def test_options_for_merges_legacy_extra_and_names_bad_values():
         reg.get("tracinn")
 
 
-def test_select_epochs():
+def test_checkpoint_epochs():
     epochs = list(range(1, 11))
-    assert reg.select_epochs(epochs) == epochs
-    assert reg.select_epochs(epochs, "up_to_selected", 0, 6) == [1, 2, 3, 4, 5, 6]
-    assert reg.select_epochs(epochs, "all", 2) == list(range(3, 11))
-    assert reg.select_epochs(epochs, "up_to_selected", 2, 6) == [3, 4, 5, 6]
+    assert reg.checkpoint_epochs(epochs) == epochs
+    assert reg.checkpoint_epochs(epochs, "up_to_selected", 0, 6) == [1, 2, 3, 4, 5, 6]
+    assert reg.checkpoint_epochs(epochs, "all", 2) == list(range(3, 11))
+    assert reg.checkpoint_epochs(epochs, "up_to_selected", 2, 6) == [3, 4, 5, 6]
     with pytest.raises(ValueError, match="no checkpoint left"):
-        reg.select_epochs(epochs, "up_to_selected", 6, 6)
+        reg.checkpoint_epochs(epochs, "up_to_selected", 6, 6)
     with pytest.raises(ValueError, match="needs the selected epoch"):
-        reg.select_epochs(epochs, "up_to_selected")
+        reg.checkpoint_epochs(epochs, "up_to_selected")
 
 
 def test_tracin_variant_from_per_epoch_columns():

@@ -56,11 +56,11 @@ class Tiny:
             [torch.func.grad(lambda v: loss_at(v, self.x[i : i + 1], self.y[i : i + 1], "sum"))(flat) for i in range(len(self.x))]
         )
 
-    def ctx(self, damping, **extra):
+    def ctx(self, damping, **options):
         return InfluenceContext(
             model=self.model, loss_fn=self.loss, checkpoints=[], final_state=self.state, train=(self.x, self.y),
             val=(self.xv, self.yv), task="multiclass", n_classes=3, batch_size=16, damping=damping, cg_iterations=500,
-            extra={"diagnostics": {}, **extra},
+            options=options,
         )
 
 
@@ -75,22 +75,22 @@ def test_if_cg_equals_dense_inverse(tiny):
     damping = -tiny.min_eig + 0.1
     eye = torch.eye(len(tiny.flat), dtype=torch.float64)
     expected = (tiny.G @ torch.linalg.solve(tiny.H + damping * eye, tiny.g_val)).numpy()
-    ctx = tiny.ctx(damping, cg_tol=1e-12)
+    ctx = tiny.ctx(damping, if_cg={"cg_tol": 1e-12})
     ours = run_estimator("if_cg", ctx)["if_cg"]
     rel = np.abs(ours - expected).max() / np.abs(expected).max()
     assert rel <= 1e-6, rel
-    info = ctx.extra["diagnostics"]["if_cg"]
+    info = ctx.diagnostics["if_cg"]
     assert info["converged"] and info["curvature"] == "exact" and info["iterations"] <= len(tiny.flat)
     assert info["solver"] == "cg" and info["fallback"] is None and info["damping"] == damping
 
 
 def test_if_cg_negative_curvature_falls_back_to_gauss_newton(tiny):
-    ctx = tiny.ctx(1e-3, on_negative_curvature="stop")
+    ctx = tiny.ctx(1e-3, if_cg={"on_negative_curvature": "stop"})
     run_estimator("if_cg", ctx)
-    assert ctx.extra["diagnostics"]["if_cg"]["negative_curvature"]
+    assert ctx.diagnostics["if_cg"]["negative_curvature"]
     ctx = tiny.ctx(1e-3)
     scores = run_estimator("if_cg", ctx)["if_cg"]
-    info = ctx.extra["diagnostics"]["if_cg"]
+    info = ctx.diagnostics["if_cg"]
     assert info["curvature"] == "gauss_newton_psd" and info["fallback"].startswith("negative curvature") and np.isfinite(scores).all()
     assert info["converged"] and not info["negative_curvature"] and info["damping"] == 1e-3
     assert 0 <= info["output_hessian_indefinite_share"] <= 1 and 0 <= info["output_hessian_clipped_share"] < 1
@@ -173,7 +173,7 @@ def test_if_last_layer_equals_dense_block_inverse(tiny):
     ours = run_estimator("if_last_layer", tiny.ctx(damping))["if_last_layer"]
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
     # the matrix-free CG path used for wide last layers gives the same scores
-    cg = run_estimator("if_last_layer", tiny.ctx(damping, last_layer_max_dense=1))["if_last_layer"]
+    cg = run_estimator("if_last_layer", tiny.ctx(damping, if_last_layer={"max_dense": 1}))["if_last_layer"]
     np.testing.assert_allclose(cg, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
@@ -191,14 +191,14 @@ def test_if_last_layer_miscls_uses_only_misclassified_validation(tiny):
     ctx = tiny.ctx(damping)
     ours = run_estimator("if_last_layer_miscls", ctx)["if_last_layer_miscls"]
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
-    assert ctx.extra["diagnostics"]["if_last_layer_miscls"]["misclassified_val"] == wrong.sum()
+    assert ctx.diagnostics["if_last_layer_miscls"]["misclassified_val"] == wrong.sum()
 
 
 def test_if_diag_equals_fisher_diagonal_formula(tiny):
     damping = 0.02
     diag = (tiny.G**2).mean(0)
     expected = (tiny.G @ (tiny.g_val / (diag + damping))).numpy()
-    ours = run_estimator("if_diag", tiny.ctx(damping, per_sample_batch=7))["if_diag"]
+    ours = run_estimator("if_diag", tiny.ctx(damping, if_diag={"per_sample_batch": 7}))["if_diag"]
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
 
 
@@ -206,14 +206,14 @@ def test_if_lissa_approximates_exact_inverse(tiny):
     damping = -tiny.min_eig + 0.5
     eye = torch.eye(len(tiny.flat), dtype=torch.float64)
     expected = (tiny.G @ torch.linalg.solve(tiny.H + damping * eye, tiny.g_val)).numpy()
-    ctx = tiny.ctx(damping, lissa_depth=300, lissa_batch_size=20)
+    ctx = tiny.ctx(damping, if_lissa={"depth": 300, "batch_size": 20})
     ours = run_estimator("if_lissa", ctx)["if_lissa"]
     assert np.corrcoef(ours, expected)[0, 1] >= 0.99
     assert np.abs(ours - expected).max() <= 0.25 * np.abs(expected).max()
-    again = run_estimator("if_lissa", tiny.ctx(damping, lissa_depth=300, lissa_batch_size=20))["if_lissa"]
+    again = run_estimator("if_lissa", tiny.ctx(damping, if_lissa={"depth": 300, "batch_size": 20}))["if_lissa"]
     np.testing.assert_array_equal(ours, again)  # seeded by ctx.seed
     with pytest.raises(RuntimeError, match="LiSSA diverged"):
-        run_estimator("if_lissa", tiny.ctx(damping, lissa_depth=300, lissa_scale=0.2))
+        run_estimator("if_lissa", tiny.ctx(damping, if_lissa={"depth": 300, "scale": 0.2}))
 
 
 # The convex leave-one-out check of if_cg lives in tests/test_fidelity.py

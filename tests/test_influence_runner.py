@@ -12,7 +12,7 @@ import torch
 
 from sampleval.compute import Compute, JobCache
 from sampleval.data.prepared import Prepared
-from sampleval.influence import make_context_from, run_estimator
+from sampleval.influence import InfluenceSettings, make_context, run_estimator
 from sampleval.influence.core import Checkpoint
 from sampleval.influence.runner import Baseline, baseline_fingerprint, fans_out, run_estimators
 from sampleval.models import build_model
@@ -46,8 +46,7 @@ def baseline():
 
 
 def _direct(b: Baseline, method: str) -> dict[str, np.ndarray]:
-    ctx = make_context_from(b.prepared, b.cfg, b.checkpoints, b.final_state, b.final_epoch, 16, 0.1, 20, 0, "central",
-                            options=INFLUENCE["options"])
+    ctx = make_context(b, InfluenceSettings.from_params(INFLUENCE, 0))
     return run_estimator(method, ctx)
 
 
@@ -102,3 +101,27 @@ def test_fingerprint_follows_the_weights(baseline):
     nudged[0].state[first].view(-1)[0] += 1e-6
     other = Baseline(baseline.prepared, baseline.cfg, nudged, baseline.final_state, baseline.final_epoch)
     assert baseline_fingerprint(baseline) == baseline_fingerprint(baseline) != baseline_fingerprint(other)
+
+
+def test_one_loader_reads_the_training_outputs(baseline, tmp_path):
+    """Baseline.load and load_selected_model read models/model.pt the same way (the one
+    reader, load_selected); make_context puts the baseline and the settings into the context."""
+    from sampleval.checkpoints import epoch_checkpoint_path
+    from sampleval.influence.context import load_selected_model
+    from sampleval.io import torch_save
+
+    b = baseline
+    for c in b.checkpoints:
+        torch_save(epoch_checkpoint_path(tmp_path / "ckpt", c.epoch), {"model": c.state, "lr": c.lr, "epoch": c.epoch})
+    torch_save(tmp_path / "model.pt", {"model": b.checkpoints[1].state, "epoch": 2})
+    loaded = Baseline.load(b.prepared, b.cfg, tmp_path / "ckpt", tmp_path / "model.pt")
+    assert loaded.final_epoch == 2 and [c.epoch for c in loaded.checkpoints] == [c.epoch for c in b.checkpoints]
+    for model in (loaded.selected_model(), load_selected_model(b.prepared, b.cfg, tmp_path / "model.pt")):
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, b.checkpoints[1].state[k]), k
+    ctx = make_context(loaded, InfluenceSettings.from_params(INFLUENCE, 7), shards=3)
+    assert (ctx.batch_size, ctx.damping, ctx.cg_iterations, ctx.tracin_method, ctx.seed, ctx.shards) == (16, 0.1, 20, "central", 7, 3)
+    assert ctx.final_epoch == 2 and ctx.train_config is b.cfg and ctx.options_of("tracin").burn_in == 0
+    torch_save(tmp_path / "bad.pt", {"epoch": 2})
+    with pytest.raises(ValueError, match="has no 'model' entry"):
+        load_selected_model(b.prepared, b.cfg, tmp_path / "bad.pt")

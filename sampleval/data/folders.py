@@ -27,7 +27,7 @@ import pandas as pd
 
 from .images import decode_images, infer_size_and_channels
 from .prepared import DataError
-from .splits import assert_groups_disjoint, group_split, stratified_split
+from .splits import assert_groups_disjoint, group_split, stratified_limit, stratified_split
 from .table import _class_key
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")  # torchvision's, lower case
@@ -85,7 +85,6 @@ def _fixed_splits(files: pd.DataFrame, y: np.ndarray, val_fraction: float, seed:
 
 
 def _limit(y_or_groups: np.ndarray, limit: int | None, seed: int, stratify: bool) -> np.ndarray:
-    from ..prepare import stratified_limit
     from .xray import subsample_patients
 
     if limit is None or limit >= len(y_or_groups):

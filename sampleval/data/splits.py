@@ -56,3 +56,11 @@ def assert_groups_disjoint(groups: np.ndarray, splits: np.ndarray) -> None:
             if both:
                 raise AssertionError(f"{len(both)} patients appear in both {other} and {name} (e.g. {sorted(both)[:3]})")
         seen[name] = s
+
+
+def stratified_limit(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices of a stratified subsample of ``limit`` rows (all rows when null or larger)."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=limit, stratify=labels, random_state=seed)
+    return np.sort(keep)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..estimators import estimator_of
 from .metrics import detection_metrics, flag_metrics
 from .oof import cleanlab_scores, cnn_fit_predict, noise_structure, out_of_fold_probs
 from .rankings import orient, random_ranking, rank_average
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["sample_id", "label", "clean_label", "flipped"]
 ALWAYS = ("cleanlab", "random")  # computed in every cell, whatever detect.rankings says
-ESTIMATOR_OF = {"cleanlab_logreg": "cleanlab"}  # column name -> registry name where they differ
 
 
 @dataclass
@@ -85,34 +85,13 @@ def digits_data(data: dict, setting: NoiseSetting, split_seed: int, seed: int, w
 
 
 def influence_context(prepared, result, cfg, influence: dict, seed: int):
-    """The estimators' input for a baseline trained in this process (the one place that
-    builds it: adapt here when the influence package's context changes)."""
-    import torch
+    """The estimators' input for a baseline trained in this process: the influence package's one
+    builder (:func:`sampleval.influence.make_context`) over this cell's data, recipe and checkpoints."""
+    from ..influence import make_context
+    from ..influence.context import Baseline, InfluenceSettings, load_checkpoints
 
-    from ..influence import InfluenceContext
-    from ..influence.core import Samples, load_checkpoints
-    from ..models import build_model
-
-    tr, va = prepared.split("train"), prepared.split("val")
-    return InfluenceContext(
-        model=build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None),
-        loss_fn=result.loss_fn,
-        checkpoints=load_checkpoints(result.checkpoints),
-        final_state=result.best_state,
-        train=Samples(tr.x, tr.y, prepared.task),
-        val=Samples(va.x, va.y, prepared.task),
-        task=prepared.task,
-        n_classes=prepared.n_classes,
-        batch_size=influence["batch_size"],
-        damping=influence["damping"],
-        cg_iterations=influence["cg_iterations"],
-        seed=seed,
-        tracin_method=influence["tracin_method"],
-        device=torch.device("cpu"),
-        final_epoch=result.best_epoch,
-        options=dict(influence.get("options") or {}),
-        train_config=cfg,  # trak retrains its ensemble with the cell's recipe
-    )
+    baseline = Baseline(prepared, cfg, load_checkpoints(result.checkpoints), result.best_state, result.best_epoch)
+    return make_context(baseline, InfluenceSettings.from_params(influence, seed))
 
 
 def estimator_rankings(ctx, rankings: list[str]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -121,7 +100,7 @@ def estimator_rankings(ctx, rankings: list[str]) -> tuple[dict[str, np.ndarray],
 
     out, seconds = {}, {}
     for name in rankings:
-        estimator = ESTIMATOR_OF.get(name, name)
+        estimator = estimator_of(name)
         t0 = time.perf_counter()
         columns = run_estimator(estimator, ctx)
         seconds[name] = time.perf_counter() - t0

@@ -30,10 +30,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import Baseline, Checkpoint, InfluenceContext, Samples, n_samples
+from .context import SETTINGS, Baseline, Checkpoint, InfluenceContext, InfluenceSettings, architecture
+from .core import Samples, n_samples
 from ..estimators import ESTIMATORS, get
 
-__all__ = ["Checkpoint", "InfluenceContext", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator", "make_context", "make_context_from"]
+__all__ = ["Baseline", "Checkpoint", "InfluenceContext", "InfluenceSettings", "SETTINGS", "Samples", "REGISTRY", "ESTIMATORS", "get_estimator", "run_estimator",
+           "make_context"]
 
 # name -> "module:function" (kept for callers of the older interface; the entries are in sampleval.estimators)
 REGISTRY: dict[str, str] = {name: e.function for name, e in ESTIMATORS.items()}
@@ -44,6 +46,8 @@ def get_estimator(name: str) -> Callable:
 
 
 def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
+    if get(name).needs_recipe and ctx.train_config is None:
+        raise ValueError(f"{name} retrains models with the baseline's recipe: the influence context has no train_config (make_context sets it)")
     columns = get_estimator(name)(ctx)
     n = n_samples(ctx.train)
     if name not in columns:
@@ -55,50 +59,38 @@ def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
 
 
 def make_context(
-    prepared, cfg, checkpoint_dir, final_model_path, batch_size: int, damping: float, cg_iterations: int, seed: int, tracin_method: str = "central",
-    device: torch.device | None = None, options: dict | None = None, compute=None, job_cache: str | None = None,
+    baseline: Baseline, settings: InfluenceSettings, *, device: torch.device | None = None, compute=None,
+    job_cache: str | None = None, shards: int = 1,
 ) -> InfluenceContext:
-    """Everything an estimator needs, from the prepared data and the training outputs on disk.
-    ``options``: ``influence.options`` from params (estimator name -> dict); ``compute``: where
-    the estimators that run jobs (trak's ensemble, shards) run them (None: serially here);
-    ``job_cache``: the folder where such an estimator caches its finished jobs (None: no cache)."""
-    b = Baseline.load(prepared, cfg, checkpoint_dir, final_model_path)
-    return make_context_from(
-        prepared, cfg, b.checkpoints, b.final_state, b.final_epoch,
-        batch_size, damping, cg_iterations, seed, tracin_method, device, options, compute, job_cache,
-    )
-
-
-def make_context_from(
-    prepared, cfg, checkpoints: list[Checkpoint], final_state: dict, final_epoch: int | None, batch_size: int, damping: float,
-    cg_iterations: int, seed: int, tracin_method: str = "central", device: torch.device | None = None, options: dict | None = None,
-    compute=None, job_cache: str | None = None,
-) -> InfluenceContext:
-    """:func:`make_context` from checkpoints already in memory (an executor job's shared baseline)."""
-    from ..models import build_model
+    """Everything an estimator needs, from a :class:`Baseline` (prepared data, recipe,
+    checkpoints, selected model; :meth:`Baseline.load` reads them from disk) and the
+    :class:`InfluenceSettings` every estimator reads: the one place that builds it.
+    Where to run: ``device`` (the streaming estimators; default CPU), ``compute`` (where the
+    estimators that run jobs of their own run them: shards, cleanlab's folds, trak's
+    ensemble; None: serially here), ``job_cache`` (the folder where such an estimator caches
+    its finished jobs; None: no cache) and ``shards`` (training-set shards of the estimators
+    whose registry entry says ``shards``)."""
     from ..training import make_loss
 
+    prepared, cfg = baseline.prepared, baseline.cfg
     tr, va = prepared.split("train"), prepared.split("val")
-    model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
     return InfluenceContext(
-        model=model,
+        model=architecture(prepared, cfg),
         loss_fn=make_loss(prepared.task, cfg, tr.y),
-        checkpoints=checkpoints,
-        final_state=final_state,
-        final_epoch=final_epoch,
+        checkpoints=baseline.checkpoints,
+        final_state=baseline.final_state,
+        final_epoch=baseline.final_epoch,
         train=Samples(tr.x, tr.y, prepared.task),
         val=Samples(va.x, va.y, prepared.task),
         task=prepared.task,
         n_classes=prepared.n_classes,
-        batch_size=batch_size,
-        damping=damping,
-        cg_iterations=cg_iterations,
-        seed=seed,
-        tracin_method=tracin_method,
+        **{k: getattr(settings, k) for k in SETTINGS},
+        seed=settings.seed,
         device=device or torch.device("cpu"),
         channels_last=cfg.channels_last,
-        options=dict(options or {}),
+        options=dict(settings.options),
         train_config=cfg,
         compute=compute,
         job_cache=job_cache,
+        shards=shards,
     )

@@ -182,7 +182,7 @@ def estimate_cleanlab(ctx) -> dict[str, np.ndarray]:
         features = q.features.double().numpy()
         features = features[:, :-1] if np.all(features[:, -1] == 1) else features  # drop the bias column
     folds, method = opts.folds, opts.method
-    compute = ctx.extra.get("compute")  # a sampleval.compute.Compute runs the folds as executor jobs; default here
+    compute = ctx.compute  # a sampleval.compute.Compute runs the folds as executor jobs; None: here
     if ctx.task == "multilabel":
         labels = (y.numpy() > 0.5).astype(int)
         probs = cross_validated_probs(features, labels, "multilabel", ctx.n_classes, folds, int(ctx.seed), compute)

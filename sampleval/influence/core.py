@@ -1,19 +1,19 @@
 """The shared vocabulary of the influence estimators.
 
 Every estimator module imports from here (public names only) and from nothing else in
-this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.estimators`:
+this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.estimators`
+(:mod:`.context` defines the context and the baseline; this module re-exports them):
 
-- :class:`Checkpoint` and :func:`load_checkpoints`: per-epoch weights with their learning rate;
-- :class:`Baseline`: the prepared data, recipe, checkpoints and selected model, loaded once;
+- from :mod:`.context` (defined there): :class:`Checkpoint`, :func:`load_checkpoints`,
+  :class:`Baseline`, :func:`load_selected`, :func:`architecture`, :func:`load_selected_model`,
+  :class:`InfluenceSettings`, :data:`SETTINGS`, :class:`InfluenceContext`, :func:`record`;
 - :class:`Samples`, :func:`batches`, :func:`streamable`, :func:`n_samples`, :func:`as_inputs`:
   one split, streamed batch by batch from uint8 images or materialised as float tensors;
 - :func:`summed_gradient`: the gradient of the summed (validation) loss;
 - :func:`directional_derivatives`: every sample's ``grad L(z_i) . direction`` without
   per-sample gradients (central differences or forward-mode AD);
 - :func:`per_sample_grad_sq_norms`, :func:`split_state`, :func:`full_float32`;
-- :func:`misclassified`, :func:`load_final`, :func:`on_device`;
-- :class:`InfluenceContext`, what every estimator receives, and :func:`record`, where it
-  leaves its diagnostics.
+- :func:`misclassified`, :func:`load_final`, :func:`on_device`.
 
 Data: every function here takes ``x, y`` either as model-ready tensors or as uint8 images
 (numpy arrays, memory-mapped or not) with target tensors; :func:`batches` converts one
@@ -25,8 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -34,51 +32,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 
-from ..checkpoints import list_checkpoints, load_checkpoint
 from ..training import gather_images, target_tensor, to_float
-from ..estimators import options_for
+from .context import (  # noqa: F401  (re-exported: the estimators' shared vocabulary)
+    SETTINGS, Baseline, Checkpoint, InfluenceContext, InfluenceSettings, architecture, load_checkpoints, load_selected,
+    load_selected_model, record,
+)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("central", "jvp")
-
-
-@dataclass
-class Checkpoint:
-    epoch: int
-    lr: float
-    state: dict
-
-
-def load_checkpoints(paths: Sequence[str | Path]) -> list[Checkpoint]:
-    out = []
-    for p in paths:
-        ckpt = load_checkpoint(p)
-        for key in ("model", "lr", "epoch"):
-            if key not in ckpt:
-                raise ValueError(f"checkpoint {p} has no '{key}' entry; rerun `dvc repro train`")
-        out.append(Checkpoint(epoch=int(ckpt["epoch"]), lr=float(ckpt["lr"]), state=ckpt["model"]))
-    return out
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The trained baseline the estimators read: the prepared data, the recipe (a ``TrainConfig``),
-    the checkpoints of the baseline run and its selected model (what every estimator job shares)."""
-
-    prepared: object
-    cfg: object
-    checkpoints: list[Checkpoint]
-    final_state: dict
-    final_epoch: int | None = None
-
-    @classmethod
-    def load(cls, prepared, cfg, checkpoint_dir: str | Path, final_model_path: str | Path) -> "Baseline":
-        """From the training outputs on disk: every epoch's checkpoint and the selected model."""
-        final = load_checkpoint(final_model_path)
-        return cls(prepared, cfg, load_checkpoints(list_checkpoints(checkpoint_dir)), final["model"],
-                   int(final["epoch"]) if "epoch" in final else None)
-
 
 
 def split_state(model: nn.Module) -> tuple[dict, dict]:
@@ -326,52 +288,6 @@ def misclassified(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Ten
     if task == "multilabel":
         return ((logits > 0).to(y.dtype) != (y > 0.5).to(y.dtype)).any(1)
     return logits.argmax(1) != y
-
-
-@dataclass
-class InfluenceContext:
-    """Everything an estimator needs. ``options`` maps an estimator's name to its options
-    dataclass (:mod:`sampleval.estimators`; absent: the defaults). ``extra`` is the older flat dict of
-    option names (``cg_tol``, ``hessian``, ...), still honoured; its ``diagnostics`` dict, if
-    given, receives the same records as :attr:`diagnostics`."""
-
-    model: nn.Module  # the architecture; estimators load the weights they need
-    loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
-    checkpoints: list[Checkpoint]  # per-epoch states with the learning rate of each epoch
-    final_state: dict  # weights of the model selected on validation
-    train: Samples | tuple[torch.Tensor, torch.Tensor]  # unpacks into model-ready inputs and targets
-    val: Samples | tuple[torch.Tensor, torch.Tensor]
-    task: str
-    n_classes: int
-    batch_size: int = 256
-    damping: float = 0.01
-    cg_iterations: int = 100
-    seed: int = 0
-    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # for tracin / self_influence
-    channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
-    final_epoch: int | None = None  # the epoch selected on validation (``up_to_selected`` needs it)
-    shards: int = 1  # tracin / self_influence: training-set shards, one executor job each
-    compute: object | None = None  # where shards (and trak's ensemble) run (sampleval.compute.Compute; None: in this process)
-    options: dict = field(default_factory=dict)
-    train_config: object | None = None  # the baseline's TrainConfig: estimators that retrain (trak) reuse its recipe
-    job_cache: str | None = None  # folder of the job cache of the estimator's own jobs (trak's ensemble); None: no cache
-    extra: dict = field(default_factory=dict)
-    diagnostics: dict = field(default_factory=dict)
-
-    def options_of(self, name: str):
-        """The options dataclass of estimator ``name`` (validated)."""
-        return options_for(name, self.options.get(name), self.extra)
-
-
-def record(ctx, name: str, info: dict) -> None:
-    """Log an estimator's diagnostics and keep them in ``ctx.diagnostics[name]`` (and in the
-    legacy ``ctx.extra['diagnostics']`` dict when one is given)."""
-    log.info("%s: %s", name, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()))
-    ctx.diagnostics.setdefault(name, {}).update(info)
-    legacy = ctx.extra.get("diagnostics")
-    if isinstance(legacy, dict):
-        legacy[name] = dict(ctx.diagnostics[name])
 
 
 def load_final(ctx) -> nn.Module:

@@ -12,8 +12,9 @@ and the spec), an estimator whose inputs did not change is read back: adding one
 only that estimator.
 
 Estimators that fan out jobs of their own run in this process instead, with the whole
-executor for their jobs (jobs are not nested): TRAK's ensemble, and ``tracin`` and
-``self_influence`` when ``shards > 1``. Their results are cached the same way. Where an
+executor for their jobs (jobs are not nested): those whose registry entry says ``fans_out``
+(TRAK's ensemble), and those that say ``shards`` (``tracin``, ``self_influence``) when
+``shards > 1``. Their results are cached the same way. Where an
 estimator runs never changes its scores: the columns equal those of a serial run, bit for bit
 on one device (tests/test_influence_runner.py).
 """
@@ -25,13 +26,8 @@ import numpy as np
 
 from ..compute import SERIAL, Compute, JobCache, run_jobs
 from ..fingerprints import arrays_hash, recipe_fingerprint
-from .core import Baseline
-
-# the influence settings every estimator may read (the rest of params' influence section is
-# the list of methods, their options, and where to run: none of it changes one estimator's result)
-SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
-SHARDED = ("tracin", "self_influence")  # estimators that split the training set into influence.shards jobs
-FANS_OUT = ("trak",)  # estimators that always run jobs of their own (TRAK's ensemble)
+from ..estimators import get
+from .context import SETTINGS, Baseline, InfluenceSettings
 
 
 @dataclass(frozen=True)
@@ -71,24 +67,25 @@ class _Shared:
 def estimator_job(shared: _Shared, spec: dict) -> dict:
     """Executor job: one estimator over the shared baseline -> ``{"columns": {name: [floats]}, "diagnostics": {...}}``."""
     from ..training import pick_device
-    from . import make_context_from, run_estimator
+    from . import make_context, run_estimator
 
     b = shared.baseline
     method = spec["method"]
     options = {method: spec["options"]} if spec["options"] is not None else {}
-    ctx = make_context_from(
-        b.prepared, b.cfg, b.checkpoints, b.final_state, b.final_epoch, spec["batch_size"], spec["damping"], spec["cg_iterations"],
-        spec["seed"], spec["tracin_method"], pick_device(b.cfg.device), options=options, compute=shared.compute,
+    settings = InfluenceSettings(**{k: spec[k] for k in SETTINGS}, seed=spec["seed"], options=options)
+    ctx = make_context(
+        b, settings, device=pick_device(b.cfg.device), compute=shared.compute, shards=shared.shards,
         job_cache=f"{shared.job_cache_root}/{method}" if shared.job_cache_root is not None else None,
     )
-    ctx.shards = shared.shards
     columns = run_estimator(method, ctx)
     return {"columns": {k: v.tolist() for k, v in columns.items()}, "diagnostics": ctx.diagnostics.get(method, {})}
 
 
 def fans_out(method: str, shards: int) -> bool:
-    """Whether ``method`` runs executor jobs of its own (then it runs in the calling process)."""
-    return method in FANS_OUT or (method in SHARDED and shards > 1)
+    """Whether ``method`` runs executor jobs of its own (then it runs in the calling process):
+    its registry entry says ``fans_out``, or ``shards`` and there is more than one shard."""
+    entry = get(method)
+    return entry.fans_out or (entry.shards and shards > 1)
 
 
 def run_estimators(baseline: Baseline, methods: list[str], influence: dict, seed: int, compute: Compute = SERIAL,

@@ -22,7 +22,7 @@ norms: ``torch.func.vmap`` over ``grad`` (fine for small models). It is its own 
 (``self_influence``) so that the aggregate score does not pay for it.
 
 Which checkpoints the ``tracin`` column sums over is an option
-(``influence.options.tracin``, :func:`select_epochs`): ``checkpoints: all`` (default) or
+(``influence.options.tracin``, :func:`sampleval.estimators.checkpoint_epochs`): ``checkpoints: all`` (default) or
 ``up_to_selected`` (up to the epoch selected on validation), and ``burn_in: k`` skips the
 first k epochs. The per-checkpoint columns ``tracin_epoch_NNN`` always cover every
 checkpoint, so any variant is also a plain sum of columns of the scores table
@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from .core import (
     Checkpoint, batch_bounds, directional_derivatives, full_float32, on_device, per_sample_grad_sq_norms, record, streamable, summed_gradient,
 )
-from ..estimators import select_epochs
+from ..estimators import checkpoint_epochs
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def estimate_tracin(ctx) -> dict[str, np.ndarray]:
                              ctx.tracin_method, job_device(ctx), ctx.channels_last)
     else:
         out = tracin_scores(on_device(ctx), ctx.loss_fn, ctx.checkpoints, ctx.train, ctx.val, ctx.batch_size, progress=True, method=ctx.tracin_method)
-    used = select_epochs(_epochs_used(ctx.checkpoints), opts.checkpoints, opts.burn_in, ctx.final_epoch)
+    used = checkpoint_epochs(_epochs_used(ctx.checkpoints), opts.checkpoints, opts.burn_in, ctx.final_epoch)
     if len(used) < len(ctx.checkpoints):
         total = np.zeros(len(out["tracin"]), dtype=np.float64)
         for epoch in used:

@@ -163,8 +163,6 @@ def estimate_trak(ctx) -> dict[str, np.ndarray]:
         import dattri  # noqa: F401
     except ImportError as exc:
         raise ImportError("trak needs dattri: pip install -e '.[peers]' (scripts/setup.sh installs it)") from exc
-    if ctx.train_config is None:
-        raise ValueError("trak retrains models with the baseline's recipe: the influence context has no train_config (make_context sets it)")
     scores, info = trak_scores(
         shared_data(ctx), ctx.train_config, ensemble_seeds(ctx.seed, opts.models), opts.proj_dim, opts.regularization, ctx.batch_size,
         ctx.compute, ctx.job_cache,
