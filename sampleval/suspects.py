@@ -113,15 +113,6 @@ def write_label_issues(table: pd.DataFrame, parquet_path, csv_path) -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def found_in_top(table: pd.DataFrame, k: int | None = None) -> dict:
-    """Flips among the top ``k`` rows (default: as many as there are flips); {} when unknown."""
-    if table["flipped"].isna().all():
-        return {}
-    flipped = table["flipped"].fillna(False).to_numpy(bool)
-    k = int(flipped.sum()) if k is None else k
-    return {"k": k, "n_flipped": int(flipped.sum()), "found": int(flipped[:k].sum())}
-
-
 def plot_suspects(table: pd.DataFrame, images: dict, path, top_k: int, cols: int = 10) -> None:
     """Image grid of the top ``top_k`` suspects, most suspect first: rank, given -> suggested
     label (red when they differ), a black frame when the flip is known to be injected.

@@ -10,7 +10,9 @@ from sampleval import plots
 from sampleval.cells import load_cells
 from sampleval.io import atomic_path, write_text
 from sampleval.report import ReportInputs, render_report
+from sampleval.label_issues import suspects_summary
 from stages._common import main, start
+from stages.paths import CORRECTIONS_METRICS, LABEL_ISSUES
 from stages.paths import DETECTION, FIDELITY_METRICS, INFLUENCE_METRICS, REFINE_METRICS, REPORT, SCORES, STATS_METRICS, SUBSETS, TRAIN_CURVE, TRAIN_METRICS, plot
 
 
@@ -34,6 +36,7 @@ def run(argv=None) -> None:
         params=params, fidelity=_json(FIDELITY_METRICS), cells=load_cells(sub, SUBSETS),
         extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS)},
     )
+    inputs.extra.update(corrections=_json(CORRECTIONS_METRICS), suspects=suspects_summary(pd.read_parquet(LABEL_ISSUES), params["suspects"]["top_k"]))
 
     plots.train_curve_plot(pd.read_csv(TRAIN_CURVE), inputs.train["best_epoch"], plot("train_curve.png"))
     plots.influence_histogram(table, score_col, plot("influence_hist.png"))

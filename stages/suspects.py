@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from sampleval.data.prepared import load_prepared
-from sampleval.suspects import found_in_top, label_issues_table, model_probabilities, plot_suspects, write_label_issues
+from sampleval.label_issues import found_in_top
+from sampleval.suspects import label_issues_table, model_probabilities, plot_suspects, write_label_issues
 from stages import paths
 from stages._common import log, main, start
 
