@@ -158,26 +158,6 @@ def plot_suspects(table: pd.DataFrame, images: dict, path, top_k: int, cols: int
     plt.close(fig)
 
 
-def export_corrections(table: pd.DataFrame, top: int, path, task: str = "multiclass") -> pd.DataFrame:
-    """A corrections file (:mod:`sampleval.corrections`) for the top ``top`` rows: relabel to
-    the suggested label, or keep where the model agrees with the given label. Multi-class only."""
-    if task != "multiclass":
-        raise ValueError("export: relabelling is defined for multi-class data only; for multi-label data write remove/keep rows by hand")
-    if top < 1:
-        raise ValueError(f"export: --top must be at least 1, got {top}")
-    top_rows = table.sort_values("rank").head(top)
-    same = top_rows["given_label"].astype(str) == top_rows["suggested_label"].astype(str)
-    out = pd.DataFrame({
-        "sample_id": top_rows["sample_id"].astype(str),
-        "action": np.where(same, "keep", "relabel"),
-        "new_label": np.where(same, "", top_rows["suggested_label"].astype(str)),
-    })
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, index=False)
-    return out
-
-
 def model_probabilities(prepared, model_name: str, model_path, split: str = "train") -> np.ndarray:
     """The selected baseline's (``models/model.pt``, read with ``weights_only=True``)
     probabilities on ``split``: softmax (multi-class) or sigmoid (multi-label)."""
