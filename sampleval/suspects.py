@@ -25,7 +25,6 @@ combination (``detect.combinations``: the mean normalised rank of its components
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -2,7 +2,6 @@
 by prepare after the noise, recorded in the manifest, undone exactly; the comparison."""
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
