@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .determinism import configure_torch
+from .kernels import pinned
 
 BACKENDS = ("local", "ray")
 
@@ -323,7 +324,8 @@ def ray_session(compute: Compute):
     if ray.is_initialized():
         return ray, False
     kwargs = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=True)
-    env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "PYTHONPATH") if k in os.environ}
+    # the kernel pins (sampleval.kernels): a cluster's workers did not inherit this environment
+    env = {**pinned(), **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}
     try:
         if compute.address is None:
             ray.init(num_cpus=compute.workers, runtime_env={"env_vars": env} if env else None, **kwargs)

@@ -184,7 +184,7 @@ SCHEMA: dict[str, Any] = {
         "channels": Spec(lambda x: x in ("auto", 1, 3), "auto (RGB when any image has colour, else grayscale), 1 or 3"),
     },
     "noise": {
-        "kind": choice("none", "uniform", "pairwise"),
+        "kind": choice("auto", "none", "uniform", "pairwise"),  # auto: resolve_noise
         "rate": number(0, 1, hi_open=True),
         "pairs": class_pairs(),
         "splits": subset_of("train", "val"),
@@ -446,6 +446,17 @@ def check_own_data(params: dict) -> None:
         raise ParamsError("params: 'train.augment' must be false for data.source = table (augmentation shifts image pixels)")
 
 
+def resolve_noise(noise: dict, source: str) -> dict:
+    """``noise.kind: auto`` (the default): ``pairwise`` for the embedded digits, whose default
+    pairs ([[9, 4]]) inject the labelling-bias paper's 9 -> 4 noise so the pipeline has
+    something to find, and ``none`` for every other source (your own data, chest X-rays): their
+    labels are used as given unless ``noise.kind`` asks for ``uniform`` or ``pairwise`` noise
+    (e.g. to benchmark detection on them). Any other kind is returned unchanged."""
+    if noise["kind"] != "auto":
+        return noise
+    return {**noise, "kind": "pairwise" if source == "digits" else "none"}
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
@@ -456,4 +467,5 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise ParamsError(f"params: {path} is not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
     validate(params)
     check_consistency(params)
+    params["noise"] = resolve_noise(params["noise"], params["data"]["source"])
     return params

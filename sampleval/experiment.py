@@ -22,8 +22,10 @@ def train_and_evaluate(
     ckpt_dir: str | Path | None = None,
     resume: bool = False,
     splits: tuple[Split, Split, Split] | None = None,
+    progress=None,
 ) -> tuple[TrainResult, dict]:
     """Train on the training split (or its ``keep`` subset) and evaluate on val and test.
+    ``progress(record)`` is called after every epoch (:func:`sampleval.training.train`).
 
     Returns the training result and ``{'val': metrics, 'test': metrics[, 'thresholds']}``.
     """
@@ -43,6 +45,7 @@ def train_and_evaluate(
         resume=resume,
         flip_augment=prepared.task == "multilabel",  # mirror images are valid X-rays, not valid digits
         val_metrics=epoch_metrics_fn(va, prepared.task, prepared.classes),
+        progress=progress,
     )
     return result, evaluate(result.model, va, te, prepared.task, prepared.classes, amp=cfg.amp)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ParamsError
+from .config import ParamsError, resolve_noise
 from .data.digits import load_digits_source
 from .data.noise import inject_noise
 from .data.prepared import save_prepared
@@ -112,6 +112,7 @@ def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path, cor
     images, table, classes, task, skipped, *more = LOADERS[data["source"]](data, seed)
     source_extra = more[0] if more else {}
     clean = table["label"].copy()
+    noise = resolve_noise(noise, data["source"])
     if noise["kind"] != "none" and noise["rate"] > 0:
         if task != "multiclass":
             raise ParamsError("params: 'noise.kind' must be none for multi-label sources (nih14, chexpert, a multi-label manifest)")

@@ -2,11 +2,20 @@
 
 The report is a list of sections (:data:`SECTIONS`), one function each, taking the
 :class:`ReportInputs` and returning its lines. To add a section, write a function and
-insert it in :data:`SECTIONS`; a section whose metrics are absent returns ``[]``.
+insert it in :data:`SECTIONS`; a section whose metrics are absent returns ``[]``. A
+section's figures are linked under it (:data:`FIGURES`, when the PNG exists).
+
+:func:`headline` condenses the run into about ten numbers (``metrics/headline.json``),
+and the report's first line says them in words. :func:`render_html` turns the same
+Markdown into one self-contained HTML file (figures embedded as data URIs).
 """
 from __future__ import annotations
 
+import base64
+import html
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .cells import STRIP_RATIO, CellKey, composition, stripped_classes
 
@@ -34,6 +43,117 @@ class ReportInputs:
     fidelity: dict | None = None
     cells: dict = field(default_factory=dict)  # CellKey -> cell record (sampleval.cells.load_cells)
     extra: dict = field(default_factory=dict)  # other sections' metrics, by name
+    figures: frozenset = frozenset()  # the PNGs that exist (paths relative to the report), linked under their section
+
+
+# --- headline: about ten numbers for `dvc exp show` / `dvc metrics diff` and the report's first line ---
+
+def matching_cell(records: list[dict], noise: dict, seed: int) -> dict | None:
+    """The detection-sweep cell that is the main run itself: the same noise (kind, rate,
+    pairs, training split only) drawn with the same seed, and the baseline trained with the
+    same seed (:mod:`sampleval.detection.cell`: cell s = 0 of the default setting is the
+    default pipeline). ``None`` when the sweep has no such cell (own data, another noise)."""
+    for rec in records:
+        n = rec.get("noise", {})
+        if (rec.get("seed") == seed and n.get("kind") == noise["kind"] and n.get("rate") == noise["rate"]
+                and [list(p) for p in n.get("pairs") or []] == [list(p) for p in noise.get("pairs") or []]
+                and noise.get("splits", ["train"]) == ["train"] and n.get("noise_seed") in (None, seed)):
+            return rec
+    return None
+
+
+def best_comparison(stats: dict) -> dict | None:
+    """The distinct subset comparison (strategy vs its random control) with the largest mean difference."""
+    rows = [r for r in (stats or {}).get("comparisons", {}).values() if not r.get("same_as")]
+    return max(rows, key=lambda r: (r["mean_diff"], -r["p_bh"], r["name"]), default=None)
+
+
+def _recommended(inp: ReportInputs) -> tuple[str | None, str | None, dict | None]:
+    """(recommended ranking, its sweep setting, the main run's sweep cell)."""
+    det = inp.extra.get("detection") or {}
+    rec = (det.get("recommended") or {}).get("ranking")
+    cell = matching_cell(inp.extra.get("detection_cells") or [], inp.params["noise"], inp.params["seed"]) if "seed" in inp.params else None
+    setting = cell["setting"] if cell else inp.params.get("detect", {}).get("stability_setting")
+    if setting not in det.get("table", {}):
+        setting = next(iter(det.get("table", {})), None)
+    return rec, setting, cell
+
+
+def _num(x):
+    return None if x is None else round(float(x), 4)
+
+
+def headline(inp: ReportInputs) -> dict:
+    """About ten numbers that say what a run found (``metrics/headline.json``); ``None`` where
+    the run has no such number. Keys:
+
+    - ``test_accuracy``: the baseline's test accuracy (metrics/train.json);
+    - ``n_flipped``: labels flipped by noise injection in the training split;
+    - ``flips_top5``: of those, how many the recommended ranking (``detect.recommended``) puts in
+      its top 5 %, on the main run's data: read from the detection sweep's cell that is the main
+      run (same noise, noise draw and seed: :func:`matching_cell`), ``None`` without one;
+    - ``rec_auroc``, ``rec_ap``: the recommended ranking's detection AUROC and average precision,
+      mean over the sweep's seeds at that cell's setting (metrics/detection/summary.json);
+    - ``best_diff``, ``best_q``, ``best_min_p``: the subset strategy with the largest mean
+      difference from its random control (:func:`best_comparison`, metrics/stats.json, in the
+      stats metric's units), its Benjamini-Hochberg q and the exact test's minimum attainable p;
+    - ``refine_gain``, ``refine_q``: refinement's test-accuracy difference from random removal
+      after the last round, and its q (metrics/refine.json);
+    - ``lds_best``: the best linear datamodeling score of any estimator (metrics/fidelity.json).
+    """
+    out = {"test_accuracy": _num(inp.train.get("test", {}).get("accuracy")), "n_flipped": inp.influence.get("n_flipped")}
+    det = inp.extra.get("detection") or {}
+    rec, setting, cell = _recommended(inp)
+    found = ((cell or {}).get("rankings", {}).get(rec) or {}).get("found_top_5pct") if rec else None
+    out["flips_top5"] = None if found is None else int(round(found * cell["n_flipped"]))
+    entry = det.get("table", {}).get(setting, {}).get(rec, {}) if rec else {}
+    out["rec_auroc"], out["rec_ap"] = _num(entry.get("auroc_mean")), _num(entry.get("average_precision_mean"))
+    best = best_comparison(inp.stats)
+    out["best_diff"] = _num(best and best["mean_diff"])
+    out["best_q"] = _num(best and best["p_bh"])
+    out["best_min_p"] = _num(best and best["min_attainable_p"])
+    ref = inp.extra.get("refine") or {}
+    last = ref.get("tests", {}).get("test_accuracy", {}).get(f"round_{ref.get('rounds')}", {})
+    out["refine_gain"], out["refine_q"] = _num(last.get("mean_diff")), _num(last.get("p_bh"))
+    lds = [v["lds"] for v in (inp.fidelity or {}).get("network", {}).values() if isinstance(v, dict) and v.get("lds") is not None]
+    out["lds_best"] = _num(max(lds)) if lds else None
+    return out
+
+
+def _points(diff: float) -> str:
+    return f"{100 * diff:+.1f} points"
+
+
+def _strategy_words(r: dict) -> str:
+    frac = _pct(r["fraction"])
+    how = {"remove-harmful": f"removing the {frac} most harmful", "remove-helpful": f"removing the {frac} most helpful",
+           "select-helpful": f"keeping only the {frac} most helpful"}.get(r["strategy_name"], f"`{r['strategy_name']}` at {frac}")
+    return f"{how} training samples by `{r['ranking']}` ({r['variant']})"
+
+
+def finding(inp: ReportInputs) -> str:
+    """The report's first line: what the run found, in words, from :func:`headline`'s numbers."""
+    h = headline(inp)
+    parts = []
+    rec, setting, _ = _recommended(inp)
+    if h["n_flipped"] and h["flips_top5"] is not None:
+        parts.append(f"Found {h['flips_top5']} of the {h['n_flipped']} injected label flips in the top 5 % of the recommended "
+                     f"ranking `{rec}`" + (f" (AUROC {_fmt(h['rec_auroc'], 3)}, mean over the sweep's seeds at `{setting}`)" if h["rec_auroc"] is not None else ""))
+    elif h["n_flipped"]:
+        parts.append(f"{h['n_flipped']} labels were flipped by noise injection")
+    else:
+        parts.append("No label noise was injected (`noise.kind` none), so no flip can be counted")
+    best = best_comparison(inp.stats)
+    if best is not None:
+        metric = inp.stats["metric"].split(".")[-1]
+        control = "random removal" if best["strategy_name"].startswith("remove") else "random selection"
+        parts.append(f"{_strategy_words(best)} changes test {metric} by {_points(best['mean_diff'])} against {control} "
+                     f"of the same size (BH q {_fmt(best['p_bh'])}, {best.get('n_seeds', inp.stats.get('n_seeds'))} seeds)")
+    if h["refine_gain"] is not None:
+        ref = inp.extra["refine"]
+        parts.append(f"after {ref['rounds']} rounds of refinement by `{ref['ranking']}`, test accuracy differs from random removal by "
+                     f"{_points(h['refine_gain'])} (q {_fmt(h['refine_q'])})")
+    return "; ".join(parts) + "."
 
 
 def section_header(inp: ReportInputs) -> list[str]:
@@ -43,13 +163,19 @@ def section_header(inp: ReportInputs) -> list[str]:
     return [
         "# Sample valuation report",
         "",
-        "Generated by `python -m stages.report` from `metrics/*.json`; do not edit by hand.",
+        f"**{finding(inp)}**",
         "",
-        f"Data: `{p['data']['source']}`, noise `{noise['kind']}` at rate {noise['rate']}"
+        "Generated by `python -m stages.report` from `metrics/*.json` (the headline numbers: `metrics/headline.json`); "
+        "do not edit by hand.",
+        "",
+        f"Data: `{p['data']['source']}`, "
+        + (f"noise `{noise['kind']}` at rate {noise['rate']}" if noise["kind"] != "none" else "no injected label noise")
         + (f" (pairs {noise['pairs']})" if noise["kind"] == "pairwise" else "")
         + f"; model `{p['model']['name']}`, {p['train']['epochs']} epochs; subset rankings "
         + ", ".join(f"`{s}`" for s in sub["scores"])
-        + f"; variants {', '.join(sub['variants'])}.",
+        + f"; variants {', '.join(sub['variants'])}."
+        + (" The label-error detection sweep below is a benchmark on the embedded digits with injected noise, not on this data."
+           if p["data"]["source"] != "digits" else ""),
         "",
     ]
 
@@ -246,9 +372,37 @@ def _flipped_in_chosen(inp: ReportInputs, r: dict) -> str:
     return f"{flipped:g} of {chosen:g}"
 
 
-def section_figures(inp: ReportInputs) -> list[str]:
-    figures = ["train_curve", "influence_hist", "sorted_scores", "detection", "subsets", "composition", "fidelity", "explanations"]
-    return ["Figures: " + ", ".join(f"`plots/{f}.png`" for f in figures) + ".", ""]
+def section_score_shapes(inp: ReportInputs) -> list[str]:
+    """The score-shapes stage's figures (README "Score shapes"); its numbers stay in metrics/score_shapes.json."""
+    if not any(f in inp.figures for f in FIGURES["section_score_shapes"]):
+        return []
+    return ["## Score shapes over the detection sweep", "",
+            "Sorted scores of the sweep's cells and where the flips sit; numbers: `metrics/score_shapes.json`.", ""]
+
+
+# Each section's figures (relative to report.md), linked under the section when the PNG exists.
+FIGURES = {
+    "section_baseline": {"plots/train_curve.png": "Training curve (loss per epoch; the selected epoch marked)"},
+    "section_influence": {"plots/influence_hist.png": "Distribution of the first ranking's scores",
+                          "plots/sorted_scores.png": "Sorted scores (S-shape)",
+                          "plots/detection.png": "Flipped labels found against samples inspected, per ranking",
+                          "plots/explanations.png": "Misclassified test samples and their most helpful and harmful training samples"},
+    "section_fidelity": {"plots/fidelity.png": "Predicted influence against actual retraining"},
+    "section_subsets": {"plots/subsets.png": "Test metric per subset cell against the random control"},
+    "section_composition": {"plots/composition.png": "Class composition of the removed / selected sets"},
+    "section_detection": {"plots/detection/curves.png": "Detection curves per noise setting",
+                          "plots/detection/thresholds.png": "Detection at score thresholds"},
+    "section_refine": {"plots/refine.png": "Refinement rounds against random removal"},
+    "section_corrections": {"plots/suspects.png": "The top suspects with their given and suggested labels"},
+    "section_score_shapes": {"plots/score_shapes_sorted.png": "Sorted-score shapes over the sweep",
+                             "plots/score_shapes_threshold.png": "Test accuracy against flip ratio"},
+}
+
+
+def figure_lines(inp: ReportInputs, section_name: str) -> list[str]:
+    """Markdown image links (relative paths) to the section's figures that exist."""
+    lines = [f"![{alt}]({path})" for path, alt in FIGURES.get(section_name, {}).items() if path in inp.figures]
+    return lines + [""] if lines else []
 
 
 def _range(lo, hi) -> str:
@@ -380,6 +534,7 @@ def section_corrections(inp: ReportInputs) -> list[str]:
 
 SECTIONS = [
     section_header,
+    section_corrections,  # the suspects table's top rows and the corrections' before/after: what a reader acts on first
     section_baseline,
     section_influence,
     section_fidelity,
@@ -388,13 +543,37 @@ SECTIONS = [
     section_answer,
     section_detection,
     section_refine,
-    section_corrections,
-    section_figures,
+    section_score_shapes,
 ]
 
 
 def render_report(inputs: ReportInputs, sections=None) -> str:
     lines: list[str] = []
     for section in sections or SECTIONS:
-        lines += section(inputs)
+        body = section(inputs)
+        lines += body + (figure_lines(inputs, section.__name__) if body else [])
     return "\n".join(lines)
+
+
+_IMG = re.compile(r'<img src="([^"]+\.png)"')
+
+
+def render_html(markdown_text: str, root: str | Path = ".") -> str:
+    """One self-contained HTML page from the report's Markdown: the same sections, each
+    figure embedded as a data URI (read from ``root``), no server or network needed."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+
+    def embed(m: re.Match) -> str:
+        path = Path(root) / html.unescape(m.group(1))
+        if not path.is_file():
+            return m.group(0)
+        return f'<img src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = _IMG.sub(embed, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+             "table{border-collapse:collapse;font-size:.85rem;margin:1rem 0}td,th{border:1px solid #ccc;padding:.2rem .4rem}"
+             "th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5rem 0}code{background:#f3f3f3;padding:0 .2rem}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sample valuation report</title>"
+            f"<style>{style}</style></head><body>\n{body}</body></html>\n")

@@ -6,28 +6,28 @@ import os
 import sys
 from contextlib import contextmanager
 
+from sampleval import kernels
 from sampleval.config import ParamsError, load_params
-from stages import BLAS_PINNED
 from stages.paths import MANIFEST, TRAIN_METRICS
 
 log = logging.getLogger("sampleval")
 
 
-
-
-def start(name: str, baseline: bool = False, torch: bool = True) -> dict:
+def start(name: str, baseline: bool = False, torch: bool = True, announce: bool = False) -> dict:
     """Configure logging, validate params.yaml (failing before any work) and set torch up.
 
     ``baseline=True`` (stages that consume the trained baseline or scores derived from it):
     refuse a baseline whose validation metrics are at chance level, unless
     ``checks.allow_chance_level`` is true. ``torch=False``: a stage that computes nothing
-    with torch (tables, tests, figures) skips importing it (seconds per stage)."""
+    with torch (tables, tests, figures) skips importing it (seconds per stage).
+    ``announce=True`` (check-params, the first stage of every run): log the machine class whose
+    kernels are pinned (:mod:`sampleval.kernels`) once per run instead of once per stage."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
     if baseline:
         require_usable_baseline(params)
-    if BLAS_PINNED:
-        log.info("OpenBLAS pinned for machine-independent results: %s", " ".join(f"{k}={v}" for k, v in BLAS_PINNED.items()))
+    if announce:  # once per run: check-params, the first stage
+        log.info("CPU kernels: %s (runs give the same bits on machines of this class; sampleval/kernels.py)", kernels.machine_class())
     if torch:
         import torch as _torch
 

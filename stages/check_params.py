@@ -8,11 +8,8 @@ rerun ``prepare`` or anything downstream. It imports no torch (well under a seco
 """
 from __future__ import annotations
 
-import os
-
-from sampleval.config import load_params
 from sampleval.io import write_json
-from stages._common import main
+from stages._common import main, start
 from stages.paths import PARAMS_OK
 
 OUT = PARAMS_OK
@@ -20,7 +17,7 @@ OUT = PARAMS_OK
 
 @main
 def run(argv=None) -> None:
-    load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    start("check-params", torch=False, announce=True)  # validates params.yaml; logs the pinned kernels' machine class, once per run
     write_json(OUT, {"params_yaml": "valid"})
 
 

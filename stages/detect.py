@@ -21,6 +21,10 @@ from stages.paths import detect_cell_record, detect_cell_table, job_cache
 def run(argv=None) -> None:
     params = start("detect")
     det = params["detect"]
+    if params["data"]["source"] != "digits":
+        log.info("the detection sweep is a benchmark on the embedded digits with each setting's injected noise "
+                 "(detect.settings), not on data.source %s; its numbers say which ranking to trust, not where your "
+                 "labels are wrong", params["data"]["source"])
     compute = Compute.from_params(params)
     t0 = time.perf_counter()
     cells = run_sweep(params, det["run"], det["seeds"], compute, cache_root=job_cache("detect") if params["compute"]["job_cache"] else None)

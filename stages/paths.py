@@ -38,6 +38,8 @@ EXPLANATIONS_PLOT = "plots/explanations.png"
 FIDELITY_CSV = "plots/fidelity.csv"
 REFINE_CSV = "plots/refine.csv"
 REPORT = "report.md"
+REPORT_HTML = "report.html"  # the same report, self-contained (figures embedded)
+HEADLINE = "metrics/headline.json"  # about ten numbers (sampleval.report.headline)
 
 
 def plot(name: str) -> str:

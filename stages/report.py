@@ -1,4 +1,6 @@
-"""report: figures (plots/*.png), their data (plots/*.csv, for `dvc plots`) and report.md."""
+"""report: figures (plots/*.png), their data (plots/*.csv, for `dvc plots`), report.md,
+report.html (the same, self-contained) and metrics/headline.json. The last stage of
+`dvc repro`: it ends by logging where the report is."""
 from __future__ import annotations
 
 import json
@@ -8,12 +10,13 @@ import pandas as pd
 
 from sampleval import plots
 from sampleval.cells import load_cells
-from sampleval.io import atomic_path, write_text
-from sampleval.report import ReportInputs, render_report
+from sampleval.io import atomic_path, write_json, write_text
 from sampleval.label_issues import suspects_summary
-from stages._common import main, start
+from sampleval.report import FIGURES, ReportInputs, headline, render_html, render_report
+from stages._common import log, main, start
 from stages.paths import CORRECTIONS_METRICS, LABEL_ISSUES
-from stages.paths import DETECTION, FIDELITY_METRICS, INFLUENCE_METRICS, REFINE_METRICS, REPORT, SCORES, STATS_METRICS, SUBSETS, TRAIN_CURVE, TRAIN_METRICS, plot
+from stages.paths import (DETECT_RECORDS, DETECTION, FIDELITY_METRICS, HEADLINE, INFLUENCE_METRICS, REFINE_METRICS, REPORT, REPORT_HTML, SCORES,
+                          STATS_METRICS, SUBSETS, TRAIN_CURVE, TRAIN_METRICS, plot)
 
 
 def _csv(df: pd.DataFrame, path: str) -> None:
@@ -34,7 +37,8 @@ def run(argv=None) -> None:
     inputs = ReportInputs(
         train=_json(TRAIN_METRICS), influence=_json(INFLUENCE_METRICS), stats=_json(STATS_METRICS),
         params=params, fidelity=_json(FIDELITY_METRICS), cells=load_cells(sub, SUBSETS),
-        extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS)},
+        extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS),
+               "detection_cells": [_json(str(p)) for p in sorted(Path(DETECT_RECORDS).glob("*.json"))]},
     )
     inputs.extra.update(corrections=_json(CORRECTIONS_METRICS), suspects=suspects_summary(pd.read_parquet(LABEL_ISSUES), params["suspects"]["top_k"]))
 
@@ -52,7 +56,13 @@ def run(argv=None) -> None:
     comp = plots.composition_table(inputs.cells)
     _csv(comp, plot("composition.csv"))
     plots.composition_heatmap(comp, plot("composition.png"))
-    write_text(REPORT, render_report(inputs))
+    write_json(HEADLINE, headline(inputs))
+    inputs.figures = frozenset(f for figs in FIGURES.values() for f in figs if Path(f).is_file())
+    text = render_report(inputs)
+    write_text(REPORT, text)
+    write_text(REPORT_HTML, render_html(text))
+    log.info("report: %s (figures linked), %s (self-contained, open in a browser); headline numbers: %s",
+             Path(REPORT).resolve(), Path(REPORT_HTML).resolve(), HEADLINE)
 
 
 if __name__ == "__main__":

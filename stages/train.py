@@ -7,6 +7,7 @@ plots/train_curve.csv. ``--resume`` continues from the last complete checkpoint
 from __future__ import annotations
 
 import argparse
+import time
 
 import pandas as pd
 
@@ -18,6 +19,18 @@ from stages import paths
 from stages._common import log, main, start
 
 
+def epoch_logger(epochs: int):
+    """The per-epoch progress line of the train stage (``fit``'s ``progress`` callback)."""
+    t0 = time.perf_counter()
+
+    def report(record: dict) -> None:
+        extra = "".join(f", val {k} {record[f'val_{k}']:.4f}" for k in ("accuracy", "macro_auroc") if isinstance(record.get(f"val_{k}"), float))
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f%s (%.0f s)", record["epoch"], epochs, record["train_loss"],
+                 record["val_loss"], extra, time.perf_counter() - t0)
+
+    return report
+
+
 @main
 def run(argv=None) -> None:
     ap = argparse.ArgumentParser()
@@ -26,7 +39,8 @@ def run(argv=None) -> None:
     params = start("train")
     prepared = load_prepared(paths.PREPARED)
     cfg = TrainConfig.from_params(params)
-    result, metrics = train_and_evaluate(prepared, cfg, params["seed"], ckpt_dir=paths.CHECKPOINTS, resume=args.resume)
+    result, metrics = train_and_evaluate(prepared, cfg, params["seed"], ckpt_dir=paths.CHECKPOINTS, resume=args.resume,
+                                         progress=epoch_logger(cfg.epochs))
     torch_save(paths.MODEL, {"model": result.best_state, "epoch": result.best_epoch, "config": cfg.__dict__})
     best = next(h for h in result.history if h["epoch"] == result.best_epoch)
     out = {"best_epoch": result.best_epoch, "val": {k: v for k, v in metrics["val"].items()}, "test": metrics["test"]}

@@ -1,7 +1,9 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
+
+import sampleval  # noqa: F401  first: pins the CPU kernels (sampleval.kernels) before torch loads
+import torch  # noqa: E402
 from threadpoolctl import threadpool_limits
 
 

@@ -110,3 +110,21 @@ def test_comparison_against_a_random_control_of_the_same_size(tmp_path, plain):
         assert t["min_attainable_p"] == pytest.approx(2 / 2 ** t["n_nonzero"]) and 0 < t["p"] <= 1
     assert sum(rec["random_class_composition_mean"].values()) == pytest.approx(6)
     json.dumps(rec)
+
+
+def test_report_section_shows_the_suspects_and_the_exact_test():
+    from sampleval.label_issues import suspects_summary
+    from sampleval.report import ReportInputs, section_corrections
+
+    table = pd.DataFrame({"rank": [1, 2], "sample_id": ["a", "b"], "given_label": ["4", "3"], "suggested_label": ["9", "3"],
+                          "suggested_prob": [0.8, 0.9], "score": [2.0, 1.0], "ranking": "tracin",
+                          "flipped": pd.array([True, False], dtype="boolean")})
+    test = {"mean_diff": 0.02, "p": 0.0078125, "min_attainable_p": 0.0078125, "cohen_dz": 1.2}
+    corr = {"n_corrections": 2, "n_relabel": 2, "n_remove": 0, "flipped_in_corrected": 1, "flipped_in_random_mean": 0.25,
+            "seeds": list(range(8)), "metric": "test.accuracy", "mean": {"corrected": 0.97, "random": 0.95, "before": 0.955},
+            "corrected_vs_random": test, "corrected_vs_before": {**test, "p": 0.0234}, "corrected_class_composition": {"4": 1, "3": 1}}
+    text = "\n".join(section_corrections(ReportInputs({}, {}, {}, {}, extra={"suspects": suspects_summary(table, 1), "corrections": corr})))
+    assert "| 1 | a | 4 | 9 (0.80) | 2.000 | yes |" in text and "1 of the 1 injected flips" in text
+    assert "| corrected vs random control | 0.9700 | 0.9500 | 0.0200 | 0.0078 | 0.0078 | 1.200 |" in text and "| 0.0234 |" in text
+    none = "\n".join(section_corrections(ReportInputs({}, {}, {}, {}, extra={"corrections": {"n_corrections": 0, "note": "x"}})))
+    assert "No corrections yet" in none and section_corrections(ReportInputs({}, {}, {}, {})) == []

@@ -130,6 +130,10 @@ def test_repro_produces_every_declared_output(repo):
     assert sorted(cell["seeds"]) == [str(s) for s in range(6)]
     assert len({s["ids_sha256"] for s in cell["seeds"].values()}) == 6  # a new random subset per seed
     assert "report.md" in first or (repo / "report.md").read_text().startswith("# Sample valuation report")
+    assert re.findall(r"Running stage '([^']+)'", first)[-1] == "report" and re.search(r"\[report\] report: \S+report\.md", first)
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    assert headline["n_flipped"] > 0 and headline["flips_top5"] is not None and 0 < headline["test_accuracy"] <= 1
+    assert (repo / "report.html").read_text().count("data:image/png;base64,") >= 5
 
 
 def test_second_repro_runs_nothing(repo):

@@ -78,7 +78,7 @@ def test_every_number_comes_from_the_inputs():
     text = render_report(_inputs())
     assert "1e-4" not in text and "float64" not in text  # no fixed claims
     assert "3.0e-04 of the largest score" in text
-    assert [s.__name__ for s in SECTIONS][:2] == ["section_header", "section_baseline"]
+    assert [s.__name__ for s in SECTIONS][:3] == ["section_header", "section_corrections", "section_baseline"]
     only = render_report(_inputs(), sections=[SECTIONS[0]])
     assert only.startswith("# Sample valuation report") and "## Answer" not in only
 
@@ -101,3 +101,76 @@ def test_detection_section_names_rankings_that_fail_somewhere():
     assert "`tracin` (AUROC 0.700 at uni)" in text and "`loss` (AUROC" not in text  # random is the chance line, not a claim
     assert "| tracin | 0.600-1.000 | 0.50 (0.20) |" in text and "3 of 4 held-out" in text
     assert section_detection(ReportInputs({}, {}, {}, {})) == []
+
+
+def _headline_inputs():
+    inp = _inputs()
+    inp.params = {**PARAMS, "seed": 0, "noise": {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]},
+                  "detect": {"stability_setting": "pair"}}
+    cell = lambda setting, seed, noise_seed, found: {  # noqa: E731
+        "setting": setting, "seed": seed, "n_flipped": 10,
+        "noise": {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"], "noise_seed": noise_seed},
+        "rankings": {"loss": {"found_top_5pct": found}}}
+    inp.extra = {
+        "detection": {"recommended": {"ranking": "loss"},
+                      "table": {"pair": {"loss": {"auroc_mean": 0.97, "average_precision_mean": 0.61}}, "uni": {}}},
+        # the main run is seed 0 with the default noise: not the cell with another noise draw, not seed 1
+        "detection_cells": [cell("pair", 0, 5, 0.1), cell("pair", 1, None, 0.2), cell("pair", 0, None, 0.9)],
+        "refine": {"rounds": 2, "ranking": "tracin", "tests": {"test_accuracy": {
+            "round_1": {"mean_diff": 0.5, "p_bh": 0.5}, "round_2": {"mean_diff": 0.0199, "p_bh": 0.0938}}}},
+    }
+    inp.fidelity = {"network": {"tracin": {"lds": 0.27}, "loss": {"lds": 0.31}, "if_cg": {"lds": None}}}
+    return inp
+
+
+def test_headline_has_ten_flat_numbers_from_the_metrics():
+    from sampleval.report import headline
+
+    h = headline(_headline_inputs())
+    assert h == {"test_accuracy": 0.9, "n_flipped": 10, "flips_top5": 9, "rec_auroc": 0.97, "rec_ap": 0.61,
+                 "best_diff": 0.02, "best_q": 0.01, "best_min_p": 0.0312, "refine_gain": 0.0199, "refine_q": 0.0938, "lds_best": 0.31}
+    # coinciding cells count once and the largest difference wins; a missing source gives None, not an error
+    empty = headline(ReportInputs({"test": {"accuracy": 0.5}}, {}, {}, {"seed": 0, "noise": {"kind": "none", "rate": 0, "pairs": []}}))
+    assert empty["test_accuracy"] == 0.5 and all(v is None for k, v in empty.items() if k != "test_accuracy")
+
+
+def test_first_line_says_what_was_found():
+    text = render_report(_headline_inputs(), sections=[SECTIONS[0]])
+    first = text.splitlines()[2]
+    assert first == (
+        "**Found 9 of the 10 injected label flips in the top 5 % of the recommended ranking `loss` (AUROC 0.970, mean over "
+        "the sweep's seeds at `pair`); removing the 5 % most harmful training samples by `tracin` (global) changes test "
+        "accuracy by +2.0 points against random removal of the same size (BH q 0.0100, 6 seeds); after 2 rounds of refinement by "
+        "`tracin`, test accuracy differs from random removal by +2.0 points (q 0.0938).**")
+    inp = _inputs()
+    inp.influence = {**inp.influence, "n_flipped": 0}
+    assert render_report(inp).splitlines()[2].startswith("**No label noise was injected")
+
+
+def test_figures_are_linked_under_their_section_and_embedded_in_the_html(tmp_path):
+    from sampleval.report import render_html
+
+    inp = _inputs()
+    inp.figures = frozenset({"plots/train_curve.png", "plots/composition.png"})
+    text = render_report(inp)
+    lines = text.splitlines()
+    curve = lines.index("![Training curve (loss per epoch; the selected epoch marked)](plots/train_curve.png)")
+    assert lines.index("## Baseline (best epoch chosen on validation)") < curve < lines.index("## Influence")
+    comp = lines.index("![Class composition of the removed / selected sets](plots/composition.png)")
+    assert lines.index("## Class composition of the removed / selected sets") < comp < lines.index("## Answer")
+    assert "plots/subsets.png" not in text  # not there: not linked
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "train_curve.png").write_bytes(b"\x89PNG fake")
+    page = render_html(text, tmp_path)
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<h2>Answer</h2>" in page
+    assert 'src="data:image/png;base64,iVBORyBmYWtl"' in page  # embedded: no file needed next to the page
+    assert 'src="plots/composition.png"' in page  # a missing file stays a link
+
+
+def test_header_says_own_data_has_no_injected_noise_and_the_sweep_runs_on_digits():
+    inp = _inputs()
+    inp.params = {**PARAMS, "data": {"source": "table"}, "noise": {"kind": "none", "rate": 0.4, "pairs": [[9, 4]]}}
+    header = "\n".join(SECTIONS[0](inp))
+    assert "Data: `table`, no injected label noise; model" in header
+    assert "detection sweep below is a benchmark on the embedded digits" in header
+    assert "benchmark on the embedded digits" not in "\n".join(SECTIONS[0](_inputs()))

@@ -67,3 +67,47 @@ def test_start_imports_torch_only_for_stages_that_compute_with_it():
     assert run("from stages._common import start; start('x'); import torch; print(torch.get_num_threads())") == "1"
     for module, name in (("stats", "stats"), ("scores", "scores"), ("detect_summary", "detect-summary"), ("report", "report")):
         assert f'start("{name}", torch=False)' in (root / "stages" / f"{module}.py").read_text()
+
+
+def test_kernel_pinning_is_logged_once_per_run_by_check_params(caplog):
+    """Every stage runs with the pinned kernels, but only check-params (the first stage of every run) says so."""
+    import logging
+    from pathlib import Path
+
+    import stages._common as common
+
+    with caplog.at_level(logging.INFO, logger="sampleval"):
+        common.start("stats", torch=False)
+        assert "CPU kernels" not in caplog.text
+        common.start("check-params", torch=False, announce=True)
+        assert caplog.text.count("CPU kernels:") == 1
+    root = Path(__file__).resolve().parents[1]
+    assert "announce=True" in (root / "stages" / "check_params.py").read_text()
+    assert sum("announce=True" in p.read_text() for p in (root / "stages").glob("*.py") if p.name != "_common.py") == 1
+
+
+def test_train_stage_logs_every_epoch(caplog):
+    import logging
+
+    from stages.train import epoch_logger
+
+    report = epoch_logger(3)
+    with caplog.at_level(logging.INFO, logger="sampleval"):
+        for epoch in (1, 2, 3):
+            report({"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 0.5, "val_accuracy": 0.9})
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "train loss 0.5000, val loss 0.5000, val accuracy 0.9000" in lines[1]
+
+
+def test_fit_calls_progress_once_per_epoch():
+    import numpy as np
+
+    from sampleval.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 1, 8, 8)).astype(np.float32), np.arange(40) % 2
+    seen = []
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    train(x, y, x, y, "multiclass", 2, cfg, 0, progress=seen.append)
+    assert [r["epoch"] for r in seen] == [1, 2]

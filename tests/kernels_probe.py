@@ -1,0 +1,24 @@
+"""Run as a script (tests/test_kernels.py): import sampleval the way a stage does, train a tiny
+model for two epochs with checkpoints and print the sha256 of every file written plus the
+kernels torch ran. The caller sets the environment (forced capabilities, opt-out)."""
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import stages  # noqa: F401  what every stage imports first (it pins the kernels)
+import torch  # noqa: E402
+
+from sampleval.data.digits import load_digits_source  # noqa: E402
+from sampleval.determinism import configure_torch  # noqa: E402
+from sampleval.training import TrainConfig, train  # noqa: E402
+
+configure_torch(1)
+images, table, _ = load_digits_source()
+y = table["label"].to_numpy()
+cfg = TrainConfig(epochs=2, batch_size=64)
+with tempfile.TemporaryDirectory() as tmp:
+    train(images[:400], y[:400], images[400:520], y[400:520], "multiclass", 10, cfg, seed=0, ckpt_dir=tmp)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(tmp).iterdir())}
+json.dump({"capability": torch.backends.cpu.get_cpu_capability(), "files": digests}, sys.stdout)
