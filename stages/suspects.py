@@ -16,7 +16,8 @@ from stages._common import log, main, start
 
 
 def recommended_ranking(params: dict, summary_path: str = f"{paths.DETECTION}/summary.json") -> str:
-    """suspects.ranking, or the recommendation of the detection summary (params detect.recommended when it has none)."""
+    """suspects.ranking, or the recommendation of the detection summary (params detect.recommended,
+    where that key exists, when the summary has none)."""
     if params["suspects"]["ranking"] != "recommended":
         return params["suspects"]["ranking"]
     path = Path(summary_path)
@@ -24,7 +25,10 @@ def recommended_ranking(params: dict, summary_path: str = f"{paths.DETECTION}/su
         rec = json.loads(path.read_text()).get("recommended")
         if isinstance(rec, dict) and rec.get("ranking"):
             return rec["ranking"]
-    return params["detect"]["recommended"]
+    if params["detect"].get("recommended"):
+        return params["detect"]["recommended"]
+    raise ValueError(f"suspects.ranking is recommended but {summary_path} names no recommended ranking; "
+                     "run `dvc repro detect-summary` or set suspects.ranking to a ranking of influence.methods")
 
 
 @main

@@ -90,6 +90,8 @@ def test_recommended_ranking_prefers_the_summary(tmp_path):
     summary.write_text(json.dumps({"recommended": "loss"}))  # an older summary without the key
     assert recommended_ranking(params, str(summary)) == "loss_cleanlab"
     assert recommended_ranking({**params, "suspects": {"ranking": "if_diag"}}, str(summary)) == "if_diag"
+    with pytest.raises(ValueError, match="names no recommended ranking"):  # params without detect.recommended (a rule instead)
+        recommended_ranking({**params, "detect": {"recommend": {"rule": "best_mean"}}}, str(summary))
 
 
 def test_grid_shows_the_top_k_and_tables_get_a_note(tmp_path):
