@@ -130,27 +130,40 @@ def plot_suspects(table: pd.DataFrame, images: dict, path, top_k: int, cols: int
         ax.text(0.5, 0.5, "no image grid: the data are table rows, not images\n(the suspects are in data/label_issues.csv)",
                 ha="center", va="center", fontsize=9)
     else:
+        import textwrap
+
+        longest = max(len(str(v)) for v in pd.concat([top["given_label"], top["suggested_label"]]))
+        if longest > 8:  # multi-label findings or long class names: fewer, wider panels, wrapped titles
+            cols = min(cols, 5)
+
+        def wrap(text: str) -> str:
+            return textwrap.shorten(str(text).replace("|", " | "), 60, placeholder=" …") if longest > 8 else str(text)
+
+        width = 1.25 if longest <= 8 else 2.8
+        lines = 2 if longest <= 8 else 6
         rows = max(1, -(-len(top) // cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.45 * rows + 0.5), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(width * cols, (1.2 + 0.16 * lines) * rows + 0.5), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, row in zip(axes.flat, top.itertuples()):
             img = np.asarray(images[row.sample_id])
             img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-            ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.axis("on")
             differ = row.given_label != row.suggested_label
-            ax.set_title(f"#{row.rank} given {row.given_label}\nsuggest {row.suggested_label}", fontsize=8,
-                         color="crimson" if differ else "black")
+            title = f"#{row.rank} given {wrap(row.given_label)}\nsuggest {wrap(row.suggested_label)}"
+            if longest > 8:
+                title = "\n".join(textwrap.fill(part, 30) for part in title.split("\n"))
+            ax.set_title(title, fontsize=8, color="crimson" if differ else "black")
             known = row.flipped is not pd.NA and bool(row.flipped)
             for spine in ax.spines.values():
                 spine.set_edgecolor("crimson" if known else "lightgrey")
                 spine.set_linewidth(2.5 if known else 0.8)
         ranking = table["ranking"].iloc[0] if len(table) else "?"
         note = "; red frame = injected flip" if table["flipped"].notna().any() else ""
-        fig.suptitle(f"Top {len(top)} suspects by {ranking} (most suspect first; red title = model disagrees{note})", fontsize=10)
+        fig.suptitle(f"Top {len(top)} suspects by {ranking}\n(most suspect first; red title = the model suggests another label{note})", fontsize=10)
         fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
