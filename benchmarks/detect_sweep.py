@@ -78,9 +78,10 @@ def main() -> None:
                 write_parquet(out / f"{cell}.parquet", table)
                 write_json(out / f"{cell}.json", record)
                 logging.info("%s done in %.1f s (total %.0f s)", cell, time.perf_counter() - t0, time.perf_counter() - t_all)
-    from sampleval.detection.summary import summarise_to
+    from sampleval.detection.summary import pipeline_cell, summarise_to
 
-    summarise_to(out, out / "summary", settings, args.seeds, det, development_seeds=det["development_seeds"])
+    summarise_to(out, out / "summary", settings, args.seeds, det, development_seeds=det["development_seeds"],
+                 target=pipeline_cell(params, settings, args.seeds))
 
 
 if __name__ == "__main__":

@@ -322,7 +322,7 @@ DETECT_SCHEMA = {
     "seeds": seed_list(3),
     "rankings": subset_of(*DETECT_RANKINGS),
     "combinations": COMBINATIONS,
-    "recommended": Spec(lambda x: isinstance(x, str) and x != "", "a ranking name"),
+    "recommend": {"rule": choice("best_mean", "noise_structure")},  # sampleval.detection.summary.RULES
     "cleanlab_folds": integer(2, 20),
     "development_seeds": Spec(lambda x: isinstance(x, list) and all(integer(0).check(v) for v in x), "a list of seeds"),
     "stability_setting": Spec(lambda x: isinstance(x, str) and x != "", "a setting name"),
@@ -341,11 +341,11 @@ def check_detect(det: dict) -> None:
         missing = [p for p in parts if p not in known]
         if missing:
             raise ParamsError(f"params: 'detect.combinations.{name}' uses {missing}; add them to 'detect.rankings' (or use cleanlab, random)")
-    if det["recommended"] not in known | set(det["combinations"]):
-        raise ParamsError(f"params: 'detect.recommended' = {det['recommended']!r} must be in 'detect.rankings', 'detect.combinations', cleanlab or random")
     extra = [s for s in det["development_seeds"] if s not in det["seeds"]]
     if extra:
         raise ParamsError(f"params: 'detect.development_seeds' {extra} are not in 'detect.seeds'")
+    if not det["development_seeds"]:
+        raise ParamsError("params: 'detect.development_seeds' is empty; name at least one of 'detect.seeds' (the cells 'detect.recommend.rule' chooses on)")
 
 
 SCHEMA["detect"] = DETECT_SCHEMA

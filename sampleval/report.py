@@ -430,12 +430,20 @@ def section_detection(inp: ReportInputs) -> list[str]:
     for r in rankings:
         lines.append(f"| {r} | " + " | ".join(f"{_fmt(table[s][r]['auroc_mean'], 3)} ± {_fmt(table[s][r]['auroc_sd'], 3)}" for s in settings) + " |")
     rec = det["recommended"]
-    lines += ["", f"Recommended ranking `{rec['ranking']}` (chosen on seeds {det['development_seeds']} only): at least cleanlab's "
+    lines += ["", f"Recommended ranking `{rec['ranking']}`, chosen by the pipeline (rule `{rec.get('rule', '?')}`, on seeds "
+              f"{det['development_seeds']} only): {rec.get('how', '')}. At least cleanlab's "
               f"AUROC in {rec['development']['n_at_least_cleanlab']} of {rec['development']['n_cells']} development cells and "
               f"{rec['held_out']['n_at_least_cleanlab']} of {rec['held_out']['n_cells']} held-out cells."]
+    ho = rec["held_out"]
+    if ho.get("max_auroc_shortfall"):
+        lines[-1] += (f" Held out, the ranking the rule gives each cell is within {rec['aim']['auroc']} AUROC and "
+                      f"{rec['aim']['average_precision']} AP of the cell's best ranking in {ho['n_within_aim']} of {ho['n_cells']} cells "
+                      f"(largest shortfalls: AUROC {_fmt(ho['max_auroc_shortfall']['value'], 4)} at {ho['max_auroc_shortfall']['cell']}, "
+                      f"AP {_fmt(ho['max_ap_shortfall']['value'], 3)} at {ho['max_ap_shortfall']['cell']}).")
     for kind, a in det["advice"].items():
         lines.append(f"- {kind} noise ({', '.join(a['settings'])}): best worst-case ranking `{a['best']}` "
-                     f"(lowest AUROC over cells {_fmt(a['best_worst_auroc'], 3)}; cleanlab {_fmt(a['cleanlab_worst_auroc'], 3)}).")
+                     f"(lowest per-cell AUROC {_fmt(a['best_worst_auroc'], 3)} at {a.get('best_worst_cell', '?')}; "
+                     f"cleanlab {_fmt(a['cleanlab_worst_auroc'], 3)} at {a.get('cleanlab_worst_cell', '?')}).")
     stab = det.get("stability")
     if stab:
         lines += ["", f"Stability over baseline seeds {stab['seeds']} at `{stab['setting']}`: AUROC range and overlap (Jaccard) "

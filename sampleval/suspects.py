@@ -41,13 +41,18 @@ def available_rankings(scores: pd.DataFrame) -> list[str]:
     return [c for c in scores.columns if c not in NOT_RANKINGS and "_epoch_" not in c]
 
 
+# the detection sweep's name for the pipeline's ``cleanlab`` estimator (its own ``cleanlab`` is out-of-fold CNN cleanlab)
+ALIASES = {"cleanlab_logreg": "cleanlab"}
+
+
 def ranking_suspicion(scores: pd.DataFrame, name: str, combinations: dict[str, list[str]]) -> np.ndarray:
     """Suspicion (higher = more suspect) of ranking ``name``: a scores column, oriented by the
     registry, or a combination's mean normalised rank. Fails in one line when a column is missing."""
+    name = ALIASES.get(name, name)
     if name in combinations:
         from .detection.rankings import rank_average
 
-        parts = combinations[name]
+        parts = [ALIASES.get(c, c) for c in combinations[name]]
         missing = [c for c in parts if c not in scores.columns]
         if missing:
             raise ValueError(f"the recommended ranking {name!r} combines {parts}, but {missing} are not in the scores table; "

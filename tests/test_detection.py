@@ -11,9 +11,9 @@ import yaml
 from sampleval.config import ParamsError, check_consistency, validate
 from sampleval.detection import NoiseSetting, run_cell
 from sampleval.detection.metrics import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
-from sampleval.detection.oof import cleanlab_scores, fold_assignment, out_of_fold_probs
+from sampleval.detection.oof import cleanlab_scores, fold_assignment, noise_structure, out_of_fold_probs
 from sampleval.detection.rankings import orient, rank_average
-from sampleval.detection.summary import markdown, summarise
+from sampleval.detection.summary import markdown, pipeline_cell, recommended_by_setting, recommended_ranking, structure_class, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,9 +140,14 @@ def test_detect_cross_key_rules():
     with pytest.raises(ParamsError, match="detect.run"):
         check_consistency(params)
     params = _params()
-    params["detect"]["recommended"] = "mix"
-    with pytest.raises(ParamsError, match="detect.recommended"):
+    params["detect"]["development_seeds"] = []
+    with pytest.raises(ParamsError, match="detect.development_seeds"):
         check_consistency(params)
+    params = _params()
+    params["detect"]["recommend"]["rule"] = "loss_cleanlab"  # a ranking is not a rule: the pipeline chooses the ranking
+    with pytest.raises(ParamsError, match=r"detect\.recommend\.rule.*best_mean, noise_structure"):
+        validate(params)
+    params = _params()
     params["detect"]["combinations"] = {"mix": ["loss", "self_influence"]}  # self_influence not computed by default
     with pytest.raises(ParamsError, match="detect.combinations.mix"):
         check_consistency(params)
@@ -150,7 +155,13 @@ def test_detect_cross_key_rules():
 
 # --- summary on synthetic cells ----------------------------------------------------------
 
+# noise_structure of a uniform and of a one-pair cell (as oof.noise_structure reports them)
+STRUCTURE = {"u": {"noise_rate": 0.1, "top_pair_share": 0.06, "source_concentration": 0.35},
+             "p": {"noise_rate": 0.03, "top_pair_share": 1.0, "source_concentration": 1.0}}
+
+
 def _fake_cells(tmp_path, settings, seeds):
+    """Cells where ``loss`` is good on ``u`` and weak on ``p``, ``infl`` the reverse."""
     rng = np.random.default_rng(0)
     for s in settings:
         for seed in seeds:
@@ -159,11 +170,12 @@ def _fake_cells(tmp_path, settings, seeds):
             flipped[rng.choice(n, 10, replace=False)] = True
             good = flipped + rng.normal(0, 0.3 if s == "u" else 0.8, n)
             t = pd.DataFrame({"sample_id": [f"d{i}" for i in range(n)], "label": 0, "clean_label": 0, "flipped": flipped,
-                              "loss": good, "cleanlab": flipped + rng.normal(0, 0.5, n), "random": rng.random(n)})
+                              "loss": good, "infl": flipped + rng.normal(0, 0.8 if s == "u" else 0.2, n),
+                              "cleanlab": flipped + rng.normal(0, 0.5, n), "random": rng.random(n)})
             t.to_parquet(tmp_path / f"{s}-s{seed}.parquet")
-            rec = {"n_flipped": 10, "baseline": {"test_accuracy": 0.9},
+            rec = {"n_flipped": 10, "baseline": {"test_accuracy": 0.9}, "noise_structure": STRUCTURE[s],
                    "cleanlab_find_label_issues": flag_metrics(flipped, t["cleanlab"].to_numpy() > 0.5),
-                   "rankings": {c: detection_metrics(flipped, t[c].to_numpy()) for c in ("loss", "cleanlab", "random")}}
+                   "rankings": {c: detection_metrics(flipped, t[c].to_numpy()) for c in ("loss", "infl", "cleanlab", "random")}}
             (tmp_path / f"{s}-s{seed}.json").write_text(json.dumps(rec))
 
 
@@ -171,10 +183,12 @@ def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
     settings, seeds = ["u", "p"], [0, 1, 2]
     _fake_cells(tmp_path, settings, seeds)
     det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
-           "recommended": "loss", "stability_setting": "p"}
+           "recommend": {"rule": "best_mean"}, "stability_setting": "p"}
     summary, insp, thr = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
     rec = summary["recommended"]
     assert rec["development"]["n_cells"] == 2 and rec["held_out"]["n_cells"] == 4
+    assert rec["rule"] == "best_mean" and recommended_ranking(summary) == rec["ranking"] == rec["choice"]["overall"]
+    assert {v["ranking"] for v in rec["cells"].values()} == {rec["ranking"]}  # best_mean: one ranking for every cell
     below = [c for c, v in rec["cells"].items() if v["auroc"] < v["cleanlab_auroc"]]
     assert sorted(rec["development"]["below_cleanlab"] + rec["held_out"]["below_cleanlab"]) == sorted(below)
     assert summary["paper_setting"]["setting"] == "p"
@@ -182,11 +196,96 @@ def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
     assert st["loss"]["auroc_min"] <= st["loss"]["auroc_mean"] <= st["loss"]["auroc_max"]
     assert 0 <= st["random"]["top5_jaccard_mean"] <= 1
     assert set(summary["advice"]) == {"uniform", "systematic (one class pair)"}
-    assert list(insp["u"].columns) == ["inspected", "loss", "cleanlab", "random"]
+    assert list(insp["u"].columns) == ["inspected", "loss", "infl", "cleanlab", "random"]
     assert {"threshold", "loss_found", "loss_fpr"} <= set(thr["p"].columns)
     assert "| u |" in markdown(summary)
     with pytest.raises(FileNotFoundError, match="dvc repro detect"):
         summarise(tmp_path, settings, [0, 1, 2, 3], det, [0])
+
+
+def test_lowest_auroc_over_cells_is_the_lowest_cell_not_a_mean(tmp_path):
+    settings, seeds = ["u", "p"], [0, 1, 2]
+    _fake_cells(tmp_path, settings, seeds)
+    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
+           "recommend": {"rule": "best_mean"}, "stability_setting": "p"}
+    summary, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
+    a = summary["advice"]["uniform"]
+    per_cell = {f"u-s{seed}": json.loads((tmp_path / f"u-s{seed}.json").read_text())["rankings"]["cleanlab"]["auroc"] for seed in seeds}
+    assert a["cleanlab_worst_cell"] == min(per_cell, key=per_cell.get) and a["cleanlab_worst_auroc"] == min(per_cell.values())
+    assert a["cleanlab_worst_auroc"] < summary["table"]["u"]["cleanlab"]["auroc_mean"]  # the mean would hide it
+    assert a["best_worst_cell"] in markdown(summary)
+    from sampleval.report import ReportInputs, section_detection
+
+    text = "\n".join(section_detection(ReportInputs({}, {}, {}, {}, extra={"detection": {**summary, "development_seeds": [0]}})))
+    assert f"lowest per-cell AUROC {a['best_worst_auroc']:.3f} at {a['best_worst_cell']}" in text
+    assert "chosen by the pipeline (rule `best_mean`" in text and "of the cell's best ranking in" in text
+
+
+def test_noise_structure_rule_chooses_per_structure_on_development_cells_only(tmp_path):
+    settings, seeds = ["u", "p"], [0, 1, 2]
+    _fake_cells(tmp_path, settings, seeds)
+    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
+           "recommend": {"rule": "noise_structure"}, "stability_setting": "p"}
+    summary, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0], target=("p", 1))
+    rec = summary["recommended"]
+    assert rec["choice"]["by_structure"] == {"uniform": {"ranking": "loss", "cells": ["u-s0"]}, "one pair": {"ranking": "infl", "cells": ["p-s0"]}}
+    assert rec["ranking"] == "infl" and rec["target_cell"] == "p-s1" and "one pair" in rec["how"]
+    assert all(v["ranking"] == ("loss" if c.startswith("u") else "infl") for c, v in rec["cells"].items())
+    assert recommended_by_setting(summary) == {"u": "loss", "p": "infl"}  # what the curves highlight per setting
+    for v in rec["cells"].values():
+        assert v["auroc_shortfall"] >= 0 and v["ap_shortfall"] >= 0
+        assert v["within_aim"] == (v["auroc_shortfall"] <= 0.01 and v["ap_shortfall"] <= 0.05)
+    # the held-out cells' flips do not move the choice: scramble them and choose again
+    for seed in (1, 2):
+        path = tmp_path / f"p-s{seed}.json"
+        r = json.loads(path.read_text())
+        r["rankings"]["loss"]["auroc"], r["rankings"]["infl"]["auroc"] = 1.0, 0.0
+        path.write_text(json.dumps(r))
+    again, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0], target=("p", 1))
+    assert again["recommended"]["ranking"] == "infl" and again["recommended"]["choice"] == rec["choice"]
+    # no target (another data source): the choice over all development cells
+    other, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
+    assert other["recommended"]["ranking"] == rec["choice"]["overall"] and "no sweep cell" in other["recommended"]["how"]
+
+
+def test_noise_structure_separates_uniform_one_pair_and_several_pairs():
+    rng = np.random.default_rng(0)
+    n, k = 2000, 10
+    true = rng.integers(0, k, n)
+    probs = np.full((n, k), 0.02)
+    probs[np.arange(n), true] = 0.82  # a confident model that learned the true classes
+
+    def noisy(kind):
+        y = true.copy()
+        if kind == "one pair":
+            m = (true == 9) & (rng.random(n) < 0.4)
+            y[m] = 4
+        elif kind == "several pairs":
+            m = rng.random(n) < 0.2
+            y[m] = (true[m] + 1) % k
+        else:
+            m = rng.random(n) < 0.1
+            y[m] = (true[m] + rng.integers(1, k, m.sum())) % k
+        return y, m
+
+    for kind in ("uniform", "one pair", "several pairs"):
+        y, m = noisy(kind)
+        ns = noise_structure(y, probs)
+        assert structure_class(ns) == kind, (kind, ns)
+        assert abs(ns["noise_rate"] - m.mean()) < 0.02
+        assert np.array(ns["confident_joint"]).shape == (k, k)
+
+
+def test_pipeline_cell_is_the_sweep_cell_with_the_pipelines_data():
+    params = _params()
+    det = params["detect"]
+    assert pipeline_cell(params, det["run"], det["seeds"]) == ("pair94-40-fixed", 0)  # the default: 40 % of 9s -> 4, seed 0
+    assert pipeline_cell(params, ["uniform-10"], det["seeds"]) is None
+    params["seed"] = 2
+    assert pipeline_cell(params, det["run"], det["seeds"]) is None  # pair94-40-fixed draws with noise_seed 0
+    assert pipeline_cell(params, ["pair94-40"], det["seeds"]) == ("pair94-40", 2)
+    params["data"]["source"] = "table"
+    assert pipeline_cell(params, ["pair94-40"], det["seeds"]) is None
 
 
 # --- one tiny cell end to end --------------------------------------------------------------
@@ -208,6 +307,8 @@ def test_tiny_cell_end_to_end():
     assert table["cleanlab"].between(0, 1).all()
     assert set(record["rankings"]) == set(rankings)
     assert 0 <= record["rankings"]["cleanlab"]["auroc"] <= 1
+    ns = record["noise_structure"]  # from cleanlab's confident joint: what detect.recommend.rule noise_structure reads
+    assert np.array(ns["confident_joint"]).shape == (10, 10) and 0 <= ns["noise_rate"] <= 1
     table2, record2 = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
     pd.testing.assert_frame_equal(table, table2)  # same params, same numbers
 

@@ -58,8 +58,8 @@ def make_repo(base: Path, edit) -> Path:
     params["fidelity"].update(n_points=5, n_subsets=4)
     params["refine"]["rounds"] = 1
     params["shapes"]["ranking"] = "loss"  # a ranking the tiny sweep below computes
-    params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer"], cleanlab_folds=2, recommended="loss")
-    params["suspects"]["ranking"] = "tracin"  # the tiny sweep's recommendation is not among the tiny influence.methods
+    params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer", "if_last_layer"], cleanlab_folds=2)  # if_last_layer: detect.combinations
+    params["suspects"]["ranking"] = "tracin"  # the tiny sweep's recommendation need not be among the tiny influence.methods
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

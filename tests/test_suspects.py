@@ -57,6 +57,8 @@ def test_combination_is_the_rank_average_of_registry_suspicions():
     expected = rank_average({"loss": -s["loss"].to_numpy(), "cleanlab": -s["cleanlab"].to_numpy()}, ["loss", "cleanlab"])
     np.testing.assert_allclose(t.set_index("sample_id").loc[s["sample_id"], "score"], expected)
     assert (t["ranking"] == "loss_cleanlab").all()
+    alias = label_issues_table(s, _probs(), CLASSES, "multiclass", "cleanlab_logreg", {}, 5, True)  # the sweep's name for `cleanlab`
+    np.testing.assert_allclose(alias.set_index("sample_id").loc[s["sample_id"], "score"], -s["cleanlab"])
 
 
 @pytest.mark.parametrize("ranking, combos, missing", [("if_cg", {}, "if_cg"), ("combo", {"combo": ["loss", "ekfac"]}, "ekfac")])

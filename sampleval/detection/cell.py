@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import detection_metrics, flag_metrics
-from .oof import cleanlab_scores, cnn_fit_predict, out_of_fold_probs
+from .oof import cleanlab_scores, cnn_fit_predict, noise_structure, out_of_fold_probs
 from .rankings import orient, random_ranking, rank_average
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ def run_cell(
             "test_macro_f1": float(metrics["test"]["macro_f1"]),
         },
         "cleanlab_find_label_issues": flag_metrics(tr.flipped, cl["issue"]),
+        "noise_structure": noise_structure(tr.y, probs),
         "rankings": {name: detection_metrics(tr.flipped, table[name].to_numpy()) for name in columns},
     }
     log.info("cell %s: %s", cell_name(setting.name, seed), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

@@ -35,7 +35,7 @@ def estimate_cleanlab_oof(ctx) -> dict[str, np.ndarray]:
 
 
 def estimate_loss_cleanlab(ctx) -> dict[str, np.ndarray]:
-    """The recommended ranking: the rank average of the training loss and cleanlab's
+    """``loss_cleanlab``: the rank average of the training loss and cleanlab's
     out-of-fold quality (suspicion in [1/n, 1]), negated to the registry's sign."""
     from ..influence import run_estimator
 

@@ -1,4 +1,5 @@
-"""The sweep table, the recommendation check, baseline-seed stability and the curves.
+"""The sweep table, the recommended ranking (chosen here by a stated rule), baseline-seed
+stability and the curves.
 
 Reads the cells' ``<setting>-s<seed>.json`` and ``.parquet`` files (:mod:`.cell`) and
 writes ``summary.json`` (metrics for ``dvc metrics diff``), ``summary.md``, ``summary.csv``,
@@ -68,35 +69,189 @@ def sweep_table(records: dict, settings: list[str], seeds: list[int], rankings: 
     return out
 
 
-def compare_to_cleanlab(records: dict, settings: list[str], seeds: list[int], ranking: str, development_seeds: list[int]) -> dict:
-    """Per cell: AUROC of ``ranking`` minus cleanlab's; which cells it reaches cleanlab in."""
+# --- the recommended ranking ------------------------------------------------------------
+#
+# detect.recommend.rule names the rule; the development cells (detect.development_seeds) are
+# the only cells it reads labels (flipped flags) of. The held-out cells measure it.
+#
+# - best_mean: the ranking (random excluded) with the highest mean AUROC over the development
+#   cells; rankings within AUROC_TIE of that mean are tied, and the tie goes to the highest
+#   mean average precision (then the name).
+# - noise_structure: every cell's noise is classified without ground truth, from cleanlab's
+#   confident joint on its out-of-fold probabilities (record["noise_structure"],
+#   sampleval.detection.oof.noise_structure), into STRUCTURES (structure_class). For each
+#   class, the ranking with the least regret over the development cells of that class
+#   (least_regret: the smallest worst-case shortfall from the cell's best ranking in units
+#   of the AIM, max(AUROC shortfall / 0.01, AP shortfall / 0.05)); a data set (a cell) gets
+#   the choice of its own class (least regret over all development cells when no
+#   development cell has its class). The recommended ranking of the pipeline's data is the
+#   choice for the class of the sweep cell whose data is the pipeline's (pipeline_cell),
+#   else the choice over all development cells.
+RULES = ("best_mean", "noise_structure")
+AUROC_TIE = 0.001
+CONCENTRATED = 0.7  # source_concentration at or above: each true class goes mostly to one wrong label (development cells: uniform <= 0.48, asym-20 0.95, 9->4 1.0)
+ONE_PAIR = 0.5      # top_pair_share at or above: one class pair holds most of the wrong labels
+STRUCTURES = ("uniform", "one pair", "several pairs")
+AIM = {"auroc": 0.01, "average_precision": 0.05}  # within this of the cell's best ranking
+
+
+def structure_class(ns: dict) -> str:
+    """``uniform`` | ``one pair`` | ``several pairs`` from a cell's ``noise_structure``."""
+    if ns["source_concentration"] < CONCENTRATED:
+        return "uniform"
+    return "one pair" if ns["top_pair_share"] >= ONE_PAIR else "several pairs"
+
+
+def best_mean(records: dict, cells: list[tuple], rankings: list[str]) -> tuple[str, dict]:
+    """The best_mean rule on ``cells``: ``(ranking, {ranking: {auroc_mean, average_precision_mean}})``."""
+    means = {r: {m: float(np.mean([records[c]["rankings"][r][m] for c in cells])) for m in ("auroc", "average_precision")}
+             for r in rankings if r != "random"}
+    top = max(v["auroc"] for v in means.values())
+    tied = [r for r, v in means.items() if v["auroc"] >= top - AUROC_TIE]
+    return max(tied, key=lambda r: (means[r]["average_precision"], r)), means
+
+
+def shortfalls(record: dict, rankings: list[str]) -> dict[str, tuple[float, float]]:
+    """Per ranking (random excluded), ``(AUROC shortfall, AP shortfall)`` from the cell's best."""
+    r = record["rankings"]
+    cand = [x for x in rankings if x != "random"]
+    best = {m: max(r[x][m] for x in cand) for m in ("auroc", "average_precision")}
+    return {x: (best["auroc"] - r[x]["auroc"], best["average_precision"] - r[x]["average_precision"]) for x in cand}
+
+
+def least_regret(records: dict, cells: list[tuple], rankings: list[str]) -> tuple[str, dict]:
+    """The ranking with the smallest worst-case regret over ``cells``, regret = max(AUROC
+    shortfall / AIM auroc, AP shortfall / AIM ap) (<= 1: within the aim); ties: the mean
+    regret, then the name. ``(ranking, {ranking: {worst, mean}})``."""
+    per = [shortfalls(records[c], rankings) for c in cells]
+    regret = {x: [max(sf[x][0] / AIM["auroc"], sf[x][1] / AIM["average_precision"]) for sf in per] for x in per[0]}
+    table = {x: {"worst": float(max(v)), "mean": float(np.mean(v))} for x, v in regret.items()}
+    return min(table, key=lambda x: (table[x]["worst"], table[x]["mean"], x)), table
+
+
+def choose(records: dict, dev_cells: list[tuple], rankings: list[str], rule: str) -> dict:
+    """What ``rule`` learns on the development cells: the overall choice and, for
+    noise_structure, the choice per structure class."""
+    if rule not in RULES:
+        raise ValueError(f"detect.recommend.rule = {rule!r} is not a rule; use one of {', '.join(RULES)}")
+    if not dev_cells:
+        raise ValueError("no development cells: detect.development_seeds names none of detect.seeds")
+    if rule == "best_mean":
+        overall, means = best_mean(records, dev_cells, rankings)
+        return {"rule": rule, "overall": overall, "development_means": means}
+    overall, regret = least_regret(records, dev_cells, rankings)
+    out = {"rule": rule, "overall": overall, "development_regret": regret}
+    by: dict = {}
+    for c in dev_cells:
+        by.setdefault(structure_class(records[c]["noise_structure"]), []).append(c)
+    out["by_structure"] = {k: {"ranking": least_regret(records, by[k], rankings)[0], "cells": [cell_name(*c) for c in by[k]]}
+                           for k in STRUCTURES if k in by}
+    return out
+
+
+def chosen_for(choice: dict, record: dict) -> tuple[str, str]:
+    """The ranking ``choice`` gives a cell (its record), and how it was chosen."""
+    if choice["rule"] == "best_mean":
+        return choice["overall"], "best mean AUROC over the development cells"
+    k = structure_class(record["noise_structure"])
+    if k in choice["by_structure"]:
+        return choice["by_structure"][k]["ranking"], f"noise structure '{k}' (confident joint); least regret over the development cells of that structure"
+    return choice["overall"], f"noise structure '{k}', which no development cell has; least regret over all development cells"
+
+
+def pipeline_cell(params: dict, settings: list[str], seeds: list[int]) -> tuple[str, int] | None:
+    """The sweep cell whose data is the pipeline's own (digits, the same noise, noise draw and
+    seed: :mod:`.cell`), or None (other data, other noise)."""
+    from ..config import resolve_noise
+
+    noise, seed = resolve_noise(params["noise"], params["data"]["source"]), int(params["seed"])
+    if params["data"]["source"] != "digits" or noise["kind"] == "none" or list(noise["splits"]) != ["train"]:
+        return None
+    for s in settings:
+        spec = params["detect"]["settings"][s]
+        same = spec["kind"] == noise["kind"] and abs(float(spec["rate"]) - float(noise["rate"])) < 1e-12 \
+            and (spec["kind"] == "uniform" or [list(p) for p in spec.get("pairs") or []] == [list(p) for p in noise["pairs"]])
+        if same and seed in seeds and (spec.get("noise_seed") is None or int(spec["noise_seed"]) == seed):
+            return s, seed
+    return None
+
+
+def recommend(records: dict, settings: list[str], seeds: list[int], rankings: list[str], rule: str,
+              development_seeds: list[int], target: tuple[str, int] | None = None) -> dict:
+    """The recommended ranking (``ranking``: for the pipeline's data, the cell ``target``) and,
+    per cell, the ranking the rule gives it against the cell's best ranking and cleanlab."""
+    dev_cells = [(s, seed) for s in settings for seed in seeds if seed in development_seeds]
+    choice = choose(records, dev_cells, rankings, rule)
     cells = {}
     for s in settings:
         for seed in seeds:
-            r = records[(s, seed)]["rankings"]
-            cells[cell_name(s, seed)] = {"auroc": r[ranking]["auroc"], "cleanlab_auroc": r["cleanlab"]["auroc"], "diff": r[ranking]["auroc"] - r["cleanlab"]["auroc"], "development": seed in development_seeds}
+            rec = records[(s, seed)]
+            r = rec["rankings"]
+            pick, _ = chosen_for(choice, rec)
+            cand = [x for x in rankings if x != "random"]
+            best_auc = max(cand, key=lambda x: (r[x]["auroc"], x))
+            best_ap = max(cand, key=lambda x: (r[x]["average_precision"], x))
+            entry = {"ranking": pick, "auroc": r[pick]["auroc"], "average_precision": r[pick]["average_precision"],
+                     "best_auroc_ranking": best_auc, "auroc_shortfall": r[best_auc]["auroc"] - r[pick]["auroc"],
+                     "best_ap_ranking": best_ap, "ap_shortfall": r[best_ap]["average_precision"] - r[pick]["average_precision"],
+                     "cleanlab_auroc": r["cleanlab"]["auroc"], "diff": r[pick]["auroc"] - r["cleanlab"]["auroc"],
+                     "development": seed in development_seeds}
+            if "noise_structure" in rec:
+                entry["structure"] = structure_class(rec["noise_structure"])
+            entry["within_aim"] = entry["auroc_shortfall"] <= AIM["auroc"] and entry["ap_shortfall"] <= AIM["average_precision"]
+            cells[cell_name(s, seed)] = entry
 
     def part(dev: bool) -> dict:
         chosen = {k: v for k, v in cells.items() if v["development"] == dev}
         short = [k for k, v in chosen.items() if v["diff"] < 0]
+        worst_auc = max(chosen, key=lambda k: chosen[k]["auroc_shortfall"], default=None)
+        worst_ap = max(chosen, key=lambda k: chosen[k]["ap_shortfall"], default=None)
         return {"n_cells": len(chosen), "n_at_least_cleanlab": len(chosen) - len(short), "below_cleanlab": short,
-                "min_diff": float(min((v["diff"] for v in chosen.values()), default=np.nan))}
+                "min_diff": float(min((v["diff"] for v in chosen.values()), default=np.nan)),
+                "n_within_aim": sum(v["within_aim"] for v in chosen.values()), "outside_aim": [k for k, v in chosen.items() if not v["within_aim"]],
+                "max_auroc_shortfall": {"cell": worst_auc, "value": chosen[worst_auc]["auroc_shortfall"]} if worst_auc else None,
+                "max_ap_shortfall": {"cell": worst_ap, "value": chosen[worst_ap]["ap_shortfall"]} if worst_ap else None}
 
-    return {"ranking": ranking, "development": part(True), "held_out": part(False), "cells": cells}
+    if target is not None:
+        ranking, how = chosen_for(choice, records[target])
+        how = f"{how}; the pipeline's data is cell {cell_name(*target)}"
+    else:
+        crit = "best mean AUROC" if rule == "best_mean" else "least regret"
+        ranking, how = choice["overall"], f"{crit} over all development cells (no sweep cell has the pipeline's data)"
+    return {"ranking": ranking, "rule": rule, "how": how, "target_cell": cell_name(*target) if target else None,
+            "aim": AIM, "choice": choice, "development": part(True), "held_out": part(False), "cells": cells}
 
 
-def per_kind_advice(table: dict, settings_spec: dict, settings: list[str], rankings: list[str]) -> dict:
-    """For each kind of noise, the ranking with the best worst-setting mean AUROC (excluding
-    random), and cleanlab's worst-setting mean AUROC next to it."""
+def recommended_ranking(summary: dict) -> str:
+    """The recommended ranking's name (a ranking column of the detection cells: an estimator
+    or a key of ``detect.combinations``) from metrics/detection/summary.json."""
+    return summary["recommended"]["ranking"]
+
+
+def recommended_by_setting(summary: dict) -> dict[str, str]:
+    """Per setting, the ranking the rule gives its cells (the most frequent, first on ties):
+    what the curves highlight (with noise_structure, uniform and class-pair settings differ)."""
+    out: dict[str, str] = {}
+    for s in summary["table"]:
+        given = [v["ranking"] for c, v in summary["recommended"]["cells"].items() if c.rsplit("-s", 1)[0] == s]
+        out[s] = max(dict.fromkeys(given), key=given.count)
+    return out
+
+
+def per_kind_advice(records: dict, settings_spec: dict, settings: list[str], seeds: list[int], rankings: list[str]) -> dict:
+    """For each kind of noise, the ranking with the best lowest per-cell AUROC over its cells
+    (excluding random), that cell, and cleanlab's lowest per-cell AUROC next to it."""
     kinds: dict[str, list[str]] = {}
     for s in settings:
         kinds.setdefault(noise_kind(settings_spec[s]), []).append(s)
     out = {}
     for kind, names in kinds.items():
-        worst = {r: min(table[s][r]["auroc_mean"] for s in names) for r in rankings if r != "random"}
-        best = max(worst, key=lambda r: (worst[r], r))
-        out[kind] = {"settings": names, "best": best, "best_worst_auroc": worst[best], "cleanlab_worst_auroc": worst.get("cleanlab"),
-                     "worst_auroc_by_ranking": dict(sorted(worst.items(), key=lambda kv: -kv[1]))}
+        worst = {r: min((records[(s, seed)]["rankings"][r]["auroc"], cell_name(s, seed)) for s in names for seed in seeds)
+                 for r in rankings if r != "random"}
+        best = max(worst, key=lambda r: (worst[r][0], r))
+        out[kind] = {"settings": names, "best": best, "best_worst_auroc": worst[best][0], "best_worst_cell": worst[best][1],
+                     "cleanlab_worst_auroc": worst["cleanlab"][0], "cleanlab_worst_cell": worst["cleanlab"][1],
+                     "worst_auroc_by_ranking": {r: {"auroc": v[0], "cell": v[1]} for r, v in sorted(worst.items(), key=lambda kv: -kv[1][0])}}
     return out
 
 
@@ -137,12 +292,17 @@ def curves(tables: dict, settings: list[str], seeds: list[int], rankings: list[s
     return insp, thr
 
 
-def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, development_seeds: list[int], record_dir=None) -> tuple[dict, dict, dict]:
+def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, development_seeds: list[int], record_dir=None,
+              target: tuple[str, int] | None = None) -> tuple[dict, dict, dict]:
+    """The summary of the cells ``settings x seeds``; ``target``: the cell whose data is the
+    pipeline's (:func:`pipeline_cell`), for the recommendation."""
     records, tables = load_cells(cell_dir, settings, seeds, record_dir)
     rankings = ranking_names(tables)
-    rec = det["recommended"]
-    if rec not in rankings:
-        raise ValueError(f"detect.recommended = {rec!r} is not a column of the detection cells ({', '.join(rankings)}); add it to detect.rankings or detect.combinations")
+    rule = det["recommend"]["rule"]
+    if rule == "noise_structure":
+        lacking = [cell_name(*c) for c, r in records.items() if "noise_structure" not in r]
+        if lacking:
+            raise ValueError(f"detect.recommend.rule = noise_structure needs the cells' noise_structure, which {lacking[:3]} lack; rerun `dvc repro detect`")
     table = sweep_table(records, settings, seeds, rankings)
     summary = {
         "settings": {s: {**det["settings"][s], "kind": noise_kind(det["settings"][s])} for s in settings},
@@ -152,8 +312,8 @@ def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, develo
         "rankings": rankings,
         "n_flipped": {s: [records[(s, seed)]["n_flipped"] for seed in seeds] for s in settings},
         "baseline_test_accuracy": {s: float(np.mean([records[(s, seed)]["baseline"]["test_accuracy"] for seed in seeds])) for s in settings},
-        "recommended": compare_to_cleanlab(records, settings, seeds, rec, development_seeds),
-        "advice": per_kind_advice(table, det["settings"], settings, rankings),
+        "recommended": recommend(records, settings, seeds, rankings, rule, development_seeds, target),
+        "advice": per_kind_advice(records, det["settings"], settings, seeds, rankings),
         "cleanlab_find_label_issues": {s: {k: float(np.nanmean([records[(s, seed)]["cleanlab_find_label_issues"][k] for seed in seeds])) for k in ("n_flagged", "precision", "recall", "fpr")} for s in settings},
         "table": table,
     }
@@ -190,17 +350,12 @@ def markdown(summary: dict, title: str = "Label-error detection sweep") -> str:
     grid("average_precision", "Average precision")
     grid("found_top_5pct", "Share of flips found in the top 5 %")
     grid("found_top_10pct", "Share of flips found in the top 10 %")
-    lines.extend([f"## Recommended ranking `{rec['ranking']}` against cleanlab (out-of-fold), per cell", "",
-                  "| cell | part | recommended AUROC | cleanlab AUROC | difference |", "|---|---|---|---|---|"])
-    for cell, v in rec["cells"].items():
-        lines.append(f"| {cell} | {'development' if v['development'] else 'held out'} | {v['auroc']:.4f} | {v['cleanlab_auroc']:.4f} | {v['diff']:+.4f} |")
-    for part in ("development", "held_out"):
-        p = rec[part]
-        lines.append(f"\n{part.replace('_', ' ')}: at least cleanlab's AUROC in {p['n_at_least_cleanlab']} of {p['n_cells']} cells"
-                     + (f"; below in {', '.join(p['below_cleanlab'])}" if p["below_cleanlab"] else ""))
-    lines.extend(["", "## Which ranking for which kind of noise", "", "| kind | settings | best ranking (worst-setting mean AUROC) | cleanlab (worst-setting mean AUROC) |", "|---|---|---|---|"])
+    lines.extend(recommendation_lines(rec))
+    lines.extend(["", "## Which ranking for which kind of noise", "",
+                  "| kind | settings | best ranking (lowest per-cell AUROC, cell) | cleanlab (lowest per-cell AUROC, cell) |", "|---|---|---|---|"])
     for kind, a in summary["advice"].items():
-        lines.append(f"| {kind} | {', '.join(a['settings'])} | {a['best']} ({a['best_worst_auroc']:.4f}) | {a['cleanlab_worst_auroc']:.4f} |")
+        lines.append(f"| {kind} | {', '.join(a['settings'])} | {a['best']} ({a['best_worst_auroc']:.4f}, {a['best_worst_cell']}) | "
+                     f"{a['cleanlab_worst_auroc']:.4f}, {a['cleanlab_worst_cell']} |")
     lines.extend(["", "## cleanlab `find_label_issues` (out-of-fold), mean over seeds", "", "| setting | flagged | precision | recall | false-positive rate |", "|---|---|---|---|---|"])
     for s, v in summary["cleanlab_find_label_issues"].items():
         lines.append(f"| {s} | {v['n_flagged']:.1f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['fpr']:.4f} |")
@@ -218,6 +373,35 @@ def markdown(summary: dict, title: str = "Label-error detection sweep") -> str:
         for r, v in st["rankings"].items():
             lines.append(f"| {r} | {v['auroc_mean']:.4f} | {v['auroc_min']:.4f} | {v['auroc_max']:.4f} | {v['top5_jaccard_mean']:.3f} | {v['top5_jaccard_min']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def recommendation_lines(rec: dict) -> list[str]:
+    """The recommendation in markdown: the rule, what it chose, and per cell the ranking it
+    gives against the cell's best ranking (AUROC, AP) and cleanlab."""
+    aim = rec["aim"]
+    lines = [f"## Recommended ranking: `{rec['ranking']}` (rule `{rec['rule']}`)", "", f"Chosen by {rec['how']}."]
+    by = rec["choice"].get("by_structure")
+    if by:
+        lines.append("Per noise structure (development cells): " + "; ".join(f"{k}: `{v['ranking']}` ({', '.join(v['cells'])})" for k, v in by.items())
+                     + f"; otherwise `{rec['choice']['overall']}`.")
+    lines.extend(["", f"Per cell, the ranking the rule gives it; shortfall = the cell's best ranking minus it (aim: AUROC <= {aim['auroc']}, "
+                  f"AP <= {aim['average_precision']}); difference = its AUROC minus cleanlab's.", "",
+                  "| cell | part | structure | ranking | AUROC | AUROC shortfall (best) | AP | AP shortfall (best) | vs cleanlab |",
+                  "|---|---|---|---|---|---|---|---|---|"])
+    for cell, v in rec["cells"].items():
+        lines.append(f"| {cell} | {'development' if v['development'] else 'held out'} | {v.get('structure', '-')} | {v['ranking']} | {v['auroc']:.4f} | "
+                     f"{v['auroc_shortfall']:.4f} ({v['best_auroc_ranking']}) | {v['average_precision']:.4f} | {v['ap_shortfall']:.4f} ({v['best_ap_ranking']}) | {v['diff']:+.4f} |")
+    for part in ("development", "held_out"):
+        p = rec[part]
+        if not p["n_cells"]:
+            continue
+        lines.append(f"\n{part.replace('_', ' ')}: within the aim in {p['n_within_aim']} of {p['n_cells']} cells"
+                     + (f" (not in {', '.join(p['outside_aim'])})" if p["outside_aim"] else "")
+                     + f"; largest AUROC shortfall {p['max_auroc_shortfall']['value']:.4f} ({p['max_auroc_shortfall']['cell']}), "
+                     f"largest AP shortfall {p['max_ap_shortfall']['value']:.4f} ({p['max_ap_shortfall']['cell']}); "
+                     f"at least cleanlab's AUROC in {p['n_at_least_cleanlab']} of {p['n_cells']} cells"
+                     + (f" (below in {', '.join(p['below_cleanlab'])})" if p["below_cleanlab"] else ""))
+    return lines
 
 
 def long_csv(summary: dict) -> pd.DataFrame:
@@ -247,19 +431,23 @@ def _save(plt, fig, path) -> None:
     plt.close(fig)
 
 
-def plot_curves(insp: dict, thr: dict, recommended: str, path_curves, path_thresholds) -> None:
+def plot_curves(insp: dict, thr: dict, recommended: str | dict, path_curves, path_thresholds) -> None:
     """Detection curves (share found against share inspected) and the labeling-bias paper's
-    threshold curves, one panel per setting."""
+    threshold curves, one panel per setting; ``recommended``: the highlighted ranking, one
+    name or per setting (:func:`recommended_by_setting`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not isinstance(recommended, dict):
+        recommended = {s: recommended for s in insp}
+
     _plot_inspection(plt, insp, recommended, path_curves)
     _plot_thresholds(plt, insp, thr, recommended, path_thresholds)
 
 
-def _plot_inspection(plt, insp: dict, recommended: str, path) -> None:
+def _plot_inspection(plt, insp: dict, recommended: dict, path) -> None:
     settings = list(insp)
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
@@ -268,23 +456,23 @@ def _plot_inspection(plt, insp: dict, recommended: str, path) -> None:
     for ax, s in zip(axes.flat, settings):
         df = insp[s]
         for i, r in enumerate(df.columns[1:]):
-            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **_style(r, recommended)})
+            ax.plot(df["inspected"], df[r], label=r, **{"color": palette[i % 20], **_style(r, recommended[s])})
         ax.set_xlim(0, 0.5)
-        ax.set_title(s)
+        ax.set_title(f"{s} (red: {recommended[s]})")
         ax.set_xlabel("share inspected (most suspicious first)")
         ax.set_ylabel("share of flips found")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(settings):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; recommended: red)")
+    fig.suptitle("Detection curves, mean over seeds\n(cleanlab out-of-fold: black dashed; random: grey dotted; the recommended ranking for the setting: red)")
     _save(plt, fig, path)
 
 
-def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None:
+def _plot_thresholds(plt, insp: dict, thr: dict, recommended: dict, path) -> None:
     settings = list(insp)
     palette = plt.get_cmap("tab20").colors
-    shown = [r for r in (recommended, "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
+    shown = [r for r in (*recommended.values(), "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
     color = {r: palette[i % 20] for i, r in enumerate(insp[settings[0]].columns[1:])}
     ncol = min(4, len(settings))
     blocks = -(-len(settings) // ncol)
@@ -293,13 +481,13 @@ def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None
         top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
         df = thr[s]
         for r in dict.fromkeys(shown):
-            kw = {"color": color[r], **_style(r, recommended)}
+            kw = {"color": color[r], **_style(r, recommended[s])}
             top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
             bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
         for ax in (top, bottom):
             ax.axvline(0.5, color="k", lw=0.6)
             ax.grid(alpha=0.3)
-        top.set_title(s)
+        top.set_title(f"{s} (red: {recommended[s]})")
         top.set_ylabel("share of flips above")
         bottom.set_yscale("log")
         bottom.set_ylim(8e-5, 1.2)
@@ -313,17 +501,17 @@ def _plot_thresholds(plt, insp: dict, thr: dict, recommended: str, path) -> None
     _save(plt, fig, path)
 
 
-def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds) -> dict:
+def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds, target=None) -> dict:
     """Everything :func:`summarise` computes, written under ``out_dir`` (the sweep script)."""
     from ..io import write_json, write_text
 
     out_dir = Path(out_dir)
-    summary, insp, thr = summarise(cell_dir, settings, seeds, det, development_seeds)
+    summary, insp, thr = summarise(cell_dir, settings, seeds, det, development_seeds, target=target)
     write_json(out_dir / "summary.json", summary)
     write_text(out_dir / "summary.md", markdown(summary))
     write_text(out_dir / "summary.csv", long_csv(summary).to_csv(index=False))
     for s in settings:
         write_text(out_dir / f"curves-{s}.csv", insp[s].to_csv(index=False))
         write_text(out_dir / f"thresholds-{s}.csv", thr[s].to_csv(index=False))
-    plot_curves(insp, thr, det["recommended"], out_dir / "curves.png", out_dir / "thresholds.png")
+    plot_curves(insp, thr, recommended_by_setting(summary), out_dir / "curves.png", out_dir / "thresholds.png")
     return summary
