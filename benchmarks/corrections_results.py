@@ -44,7 +44,7 @@ cols = ["score"] + [c for c in t.columns if c.startswith("score_")]
 L += ["| ranking | flips in top 47 |", "|---|---|"]
 for c in cols:
     o = t.sort_values(c, ascending=False, kind="stable")
-    name = f"{t['ranking'].iloc[0]} (recommended; its `cleanlab` is the scores table's logistic-regression cleanlab)" if c == "score" else c[6:]
+    name = f"{t['ranking'].iloc[0]} (the table's `score`: the run's recommendation then; its `cleanlab` is the scores table's logistic-regression cleanlab)" if c == "score" else c[6:]
     L.append(f"| {name} | {int(o.head(47)['flipped'].sum())} |")
 L += ["", "On three baseline seeds (the sweep's `pair94-40-fixed` cells: the default noise draw, baseline seeds 0, 1, 2;",
       "`data/detect/<cell>.parquet` of the same default run; there `cleanlab` is out-of-fold CNN cleanlab and",
@@ -59,8 +59,9 @@ for c in rk:
         n = int(df["flipped"].sum())
         vals.append(str(int(df.sort_values(c, ascending=False, kind="stable").head(n)["flipped"].sum())))
     L.append(f"| {c} | " + " | ".join(vals) + " |")
-print("\n".join(L))
-L += ["", "The recommended ranking, chosen by AUROC in the sweep, ranks the flips high overall but not in the first",
-      "47 rows; the signed influence rankings (tracin, tracin_last_layer) meet the >= 45 target on the default run",
-      "and come within a few flips of it on the other seeds (tables above)."]
+L += ["", "The run's recommendation then (`loss_cleanlab`, the best mean AUROC) ranks the flips high overall but not",
+      "in the first 47 rows; the signed influence rankings (tracin, tracin_last_layer) meet the >= 45 target on the",
+      "default run and come within a few flips of it on the other seeds (tables above). The recommendation is now",
+      "computed by `detect-summary` (`detect.recommend.rule`, README \"Label-error detection\"), which gives the default",
+      "one-pair noise `tracin`: the suspects table then ranks by it."]
 print("\n".join(L))
