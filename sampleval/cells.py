@@ -2,17 +2,20 @@
 reader that ``stats`` and ``report`` share.
 
 A cell is (ranking, variant, strategy, fraction); control cells have ranking ``random``
-and serve every ranking. Records (written by ``stages/subset.py`` through
-:func:`sampleval.experiment.run_subset_cell`) live at::
+and serve every ranking. Every global ranked cell also has a class-matched control
+(:func:`sampleval.subsets.choose_matched`), which depends on its ranking. Records (written by
+``stages/subsets.py`` through :func:`sampleval.subset_runs.run_subset_cells`) live at::
 
-    metrics/subsets/<ranking>/<variant>/<strategy>-<fraction>.json     ranked cells
-    metrics/subsets/random/<variant>/<direction>-random-<fraction>.json  controls
+    metrics/subsets/<ranking>/<variant>/<strategy>-<fraction>.json          ranked cells
+    metrics/subsets/<ranking>/global/<strategy>-matched-<fraction>.json     class-matched controls
+    metrics/subsets/random/<variant>/<direction>-random-<fraction>.json     controls
 
 Record schema: ``ranking, variant, strategy, fraction, n_train,
-train_class_composition {class: n}``, ``seeds {seed: {<test metrics>, n_trained, n_chosen,
-ids_sha256, flipped_in_chosen, chosen_class_composition {class: n},
+train_class_composition {class: n}``, ``seeds {seed: {<test metrics, unrounded>, n_correct,
+n_test, n_trained, n_chosen, ids_sha256, flipped_in_chosen, chosen_class_composition {class: n},
 chosen_flipped_class_composition {class: n (flipped labels among them, by given label)}}}``
-and ``mean``.
+and ``mean``. ``n_correct`` of ``n_test`` test samples are classified correctly (accuracy =
+n_correct / n_test exactly; null for multi-label data, whose accuracy is a mean over labels).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .subsets import RANDOM, control_of, parse_strategy
+from .subsets import RANDOM, control_of, matched_of, parse_strategy
 
 # A class whose removal (or non-selection) is this many times the average is flagged
 # as stripped: the class-deletion confound.
@@ -48,6 +51,16 @@ def control_key(cell: CellKey) -> CellKey:
     return CellKey(RANDOM, cell.variant, control_of(cell.strategy), cell.fraction)
 
 
+def matched_key(cell: CellKey) -> CellKey:
+    """The class-matched random control of a ranked cell (same ranking, variant and fraction)."""
+    return CellKey(cell.ranking, cell.variant, matched_of(cell.strategy), cell.fraction)
+
+
+def matched_plan(sub: dict) -> list[tuple[CellKey, CellKey]]:
+    """Every (global strategy cell, its class-matched control) comparison."""
+    return [(cell, matched_key(cell)) for cell, _ in plan(sub) if cell.variant == "global"]
+
+
 def plan(sub: dict) -> list[tuple[CellKey, CellKey]]:
     """Every (strategy cell, control cell) comparison the ``subsets`` params ask for."""
     pairs = []
@@ -62,9 +75,10 @@ def plan(sub: dict) -> list[tuple[CellKey, CellKey]]:
 
 
 def planned_cells(sub: dict) -> list[CellKey]:
-    """Every cell once: the ranked cells in plan order, then the controls (shared across rankings)."""
+    """Every cell once: the ranked cells in plan order, then the controls (shared across rankings),
+    then the class-matched controls."""
     pairs = plan(sub)
-    return [cell for cell, _ in pairs] + list(dict.fromkeys(control for _, control in pairs))
+    return [cell for cell, _ in pairs] + list(dict.fromkeys(control for _, control in pairs)) + [m for _, m in matched_plan(sub)]
 
 
 def load_cells(sub: dict, root: str | Path = "metrics/subsets") -> dict[CellKey, dict]:
@@ -87,6 +101,18 @@ def load_cells(sub: dict, root: str | Path = "metrics/subsets") -> dict[CellKey,
 
 def metric_by_seed(record: dict, metric: str) -> dict[int, float]:
     return {int(s): float(v[metric]) for s, v in record["seeds"].items()}
+
+
+def tested_values(record: dict, metric: str) -> tuple[dict[int, float | int], int | None]:
+    """What the paired test runs on: ``({seed: value}, n_test)``. Accuracy with correct-counts
+    recorded: the integer counts and the test size; otherwise the (unrounded) metric and None."""
+    seeds = record["seeds"]
+    if metric == "accuracy" and all(v.get("n_correct") is not None for v in seeds.values()):
+        sizes = {int(v["n_test"]) for v in seeds.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"{record['ranking']}/{record['variant']}/{record['strategy']}: test sizes differ between seeds ({sorted(sizes)})")
+        return {int(s): int(v["n_correct"]) for s, v in seeds.items()}, sizes.pop()
+    return metric_by_seed(record, metric), None
 
 
 def subset_signature(record: dict) -> tuple[str, ...]:
@@ -139,22 +165,34 @@ def stripped_classes(record: dict) -> list[dict]:
     return [r for r in composition(record) if r["stripped"]]
 
 
+CLASS_MATCHED = "class-matched"  # control_kind of the comparisons with a class-matched control
+
+
 def comparisons(sub: dict, cells: dict[CellKey, dict], metric: str) -> list[dict]:
-    """The inputs of :func:`sampleval.stats.compare` for every planned comparison."""
+    """The inputs of :func:`sampleval.stats.compare` for every planned comparison: each ranked
+    cell against its random control (``control_kind`` random, named by the cell), then each
+    global one against its class-matched control (``control_kind`` class-matched, named
+    ``<cell> vs class-matched``). Accuracy is compared on correct-counts (:func:`tested_values`)."""
     out = []
-    for cell, control in plan(sub):
-        s_rec, c_rec = cells[cell], cells[control]
-        out.append(
-            {
-                "name": cell.name,
-                "ranking": cell.ranking,
-                "variant": cell.variant,
-                "strategy": metric_by_seed(s_rec, metric),
-                "control": metric_by_seed(c_rec, metric),
-                "signature": (subset_signature(s_rec), subset_signature(c_rec)),
-                "fraction": cell.fraction,
-                "strategy_name": cell.strategy,
-                "control_name": control.name,
-            }
-        )
+    for kind, pairs in (("random", plan(sub)), (CLASS_MATCHED, matched_plan(sub))):
+        for cell, control in pairs:
+            s_rec, c_rec = cells[cell], cells[control]
+            (s_val, s_n), (c_val, c_n) = tested_values(s_rec, metric), tested_values(c_rec, metric)
+            if s_n != c_n:
+                raise ValueError(f"{cell.name} and {control.name} were tested on different test sets ({s_n} vs {c_n} samples); rerun `dvc repro`")
+            out.append(
+                {
+                    "name": cell.name if kind == "random" else f"{cell.name} vs {CLASS_MATCHED}",
+                    "ranking": cell.ranking,
+                    "variant": cell.variant,
+                    "strategy": s_val,
+                    "control": c_val,
+                    "n_test": s_n,
+                    "signature": (subset_signature(s_rec), subset_signature(c_rec)),
+                    "fraction": cell.fraction,
+                    "strategy_name": cell.strategy,
+                    "control_name": control.name,
+                    "control_kind": kind,
+                }
+            )
     return out

@@ -271,7 +271,7 @@ SCHEMA: dict[str, Any] = {
         "dcs_score": choice(*estimators.signed_influences()),
         "rounds": integer(1, 50),
         "fraction": number(0, 0.5, lo_open=True, hi_open=True),
-        "seeds": seed_list(6),
+        "seeds": seed_list(6, 20),  # and enough for BH over the rounds to reach stats.alpha (check_consistency)
         "heldout_fraction": number(0, 1, lo_open=True, hi_open=True),
     },
     "shapes": {
@@ -401,6 +401,14 @@ def check_consistency(params: dict) -> None:
         raise ParamsError(
             f"params: {n_seeds} 'subsets.seeds' cannot reach 'stats.alpha' = {alpha}: the exact paired test's smallest "
             f"p is 2/2^{n_seeds} = {2 / 2**n_seeds:.4g}; use at least {need} seeds or a larger alpha"
+        )
+    n_ref, rounds = len(params["refine"]["seeds"]), params["refine"]["rounds"]
+    if rounds * 2 / 2**n_ref > alpha:  # a lone significant round's BH q over the rounds is at least rounds x 2 / 2^n
+        need = next(n for n in range(1, 64) if rounds * 2 / 2**n <= alpha)
+        raise ParamsError(
+            f"params: {n_ref} 'refine.seeds' cannot reach 'stats.alpha' = {alpha} after Benjamini-Hochberg over {rounds} 'refine.rounds': "
+            f"the exact paired test's smallest p is 2/2^{n_ref} = {2 / 2**n_ref:.4g}, a lone significant round's q at least "
+            f"{rounds} x that = {rounds * 2 / 2**n_ref:.4g}; use at least {need} seeds ({need + 1} to allow one zero difference), fewer rounds or a larger alpha"
         )
     if not is_multiclass(params["data"]) and "stratified" in params["subsets"]["variants"]:
         raise ParamsError("params: 'subsets.variants' may include 'stratified' only for multi-class data (digits, table, imagefolder, a "

@@ -196,24 +196,61 @@ def train_curve_plot(curve: pd.DataFrame, best_epoch: int, path) -> None:
     _save(fig, path)
 
 
-def fidelity_plot(table: pd.DataFrame, summary: dict, path) -> None:
-    """One scatter per estimator: predicted influence against the actual leave-one-out change."""
-    groups = list(table.groupby(["model", "estimator"], sort=False))
-    cols = min(4, len(groups))
-    rows = int(np.ceil(len(groups) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, ((model, name), part) in zip(axes.flat, groups):
-        ax.scatter(part["predicted"], part["actual"], s=12)
-        stats = summary["network"].get(name) if model == "network" else summary.get("convex_if")
-        r = stats.get("loo_pearson") if stats else None
-        rho = stats.get("loo_spearman") if stats else None
-        ax.set_title(f"{name} ({model})\nPearson {r if r is None else round(r, 3)}, Spearman {rho if rho is None else round(rho, 3)}", fontsize=8)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.axvline(0, color="grey", lw=0.5)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    fig.supxlabel("predicted influence (positive = helpful)", fontsize=9)
-    fig.supylabel("actual change in val loss when removed", fontsize=9)
+def fidelity_table(summary: dict) -> pd.DataFrame:
+    """One row per estimator (and TracIn checkpoint variant) of ``metrics/fidelity.json``: the
+    LDS and the leave-one-out Spearman, each with its bootstrap CI (the data of ``fidelity_plot``
+    and of the ``dvc plots`` bar chart)."""
+    rows = [("network", name, e) for name, e in summary.get("network", {}).items()]
+    rows += [("tracin_checkpoints", f"tracin[{v}]", e) for v, e in summary.get("tracin_checkpoints", {}).items() if isinstance(e, dict)]
+    keys = ("lds", "lds_lo", "lds_hi", "loo_spearman", "loo_spearman_lo", "loo_spearman_hi")
+    out = [{"group": g, "estimator": name, **{k: e.get(k) for k in keys}} for g, name, e in rows]
+    return pd.DataFrame(out, columns=["group", "estimator", *keys]).astype({k: float for k in keys})
+
+
+def fidelity_plot(table: pd.DataFrame, path) -> None:
+    """The LDS (left) and the leave-one-out Spearman (right) per estimator, each with its
+    bootstrap 95 % CI as an error bar, estimators ordered by LDS; ``table`` is :func:`fidelity_table`."""
+    df = table.sort_values("lds", na_position="first").reset_index(drop=True)
+    y = np.arange(len(df))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.36 * len(df) + 1.6), sharey=True)
+    for ax, key, title in ((axes[0], "lds", "linear datamodeling score (LDS)"), (axes[1], "loo_spearman", "leave-one-out Spearman")):
+        v, lo, hi = df[key].to_numpy(), df[f"{key}_lo"].to_numpy(), df[f"{key}_hi"].to_numpy()
+        err = np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])
+        colors = np.where(df["group"] == "network", "tab:blue", "tab:orange")
+        for i in range(len(df)):
+            ax.errorbar(v[i], y[i], xerr=err[:, i:i + 1], fmt="o", color=colors[i], ecolor=colors[i], capsize=3, ms=5, lw=1.2)
+        ax.axvline(0, color="grey", lw=0.8, ls=":")
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(y, df["estimator"])
+    axes[0].set_xlabel("Spearman: predicted vs actual subset loss", fontsize=8)
+    axes[1].set_xlabel("Spearman: predicted vs actual leave-one-out change", fontsize=8)
+    fig.suptitle("Fidelity: agreement of each estimator with retraining (bars: bootstrap 95 % CI; "
+                 "orange: TracIn checkpoint variants)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
+
+
+def subsets_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`subsets_table` with one label per cell (``ranking/variant/strategy@fraction``),
+    for a ``dvc plots`` bar chart of the mean test metric over seeds per cell."""
+    cell = table["ranking"] + "/" + table["variant"] + "/" + table["strategy"] + "@" + table["fraction"].map("{:g}".format)
+    return pd.DataFrame({"cell": cell, "mean": table["mean"], "min": table["min"], "max": table["max"], "n_seeds": table["n_seeds"]})
+
+
+def refine_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
+    """``plots/refine.csv`` (one row per seed, arm and round) as the mean over seeds per arm
+    and round; ``group`` names the arm (refined, random): one line each in ``dvc plots``."""
+    cols = [c for c in ("test_accuracy", "test_macro_f1", "flipped_remaining", "n_train") if c in rounds.columns]
+    out = rounds.groupby(["arm", "round"], sort=True)[cols].mean().reset_index().rename(columns={"arm": "group"})
+    return out[["group", "round", *cols]]
+
+
+def detection_curves_long(curves: dict[str, pd.DataFrame], max_inspected: float = 0.3) -> pd.DataFrame:
+    """The sweep's wide detection curves (setting -> ``inspected`` plus one column per
+    ranking) as one long table: panel (setting), group (ranking), inspected, found; only the
+    first ``max_inspected`` share inspected, where rankings differ (the full curves stay in the
+    wide CSVs)."""
+    parts = [wide[wide["inspected"] <= max_inspected + 1e-9].melt(id_vars="inspected", var_name="group", value_name="found").assign(panel=setting) for setting, wide in curves.items()]
+    return pd.concat(parts, ignore_index=True)[["panel", "group", "inspected", "found"]]

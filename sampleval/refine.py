@@ -51,6 +51,7 @@ from .estimators import signed_influences, suspicion
 from .evaluation import evaluate
 from .experiment import subset_split
 from .io import torch_save
+from .stats import correct_count
 from .training import TrainConfig, predict_logits, target_tensor, train
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,16 @@ def _round(setup: RefineSetup, keep: np.ndarray, seed: int, need_scores: bool) -
         res = train(tr.x, tr.y, setup.val_score.x, setup.val_score.y, setup.prepared.task, setup.prepared.n_classes, setup.cfg, seed, ckpt_dir=ckpt_dir)
         held = evaluate(res.model, setup.val_score, setup.val_heldout, setup.prepared.task, setup.prepared.classes)
         test = evaluate(res.model, setup.val_score, setup.test, setup.prepared.task, setup.prepared.classes)["test"]
+        multiclass = setup.prepared.task == "multiclass"
         row = {
             "n_train": int(keep.sum()),
             "flipped_remaining": int(tr.flipped.sum()),
             "test_accuracy": test["accuracy"],
+            # the counts behind the accuracies (multi-class; multi-label accuracy is a mean over labels): the tests run on them
+            "test_correct": correct_count(test["accuracy"], len(setup.test.ids)) if multiclass else None,
+            "n_test": int(len(setup.test.ids)),
+            "heldout_correct": correct_count(held["test"]["accuracy"], len(setup.val_heldout.ids)) if multiclass else None,
+            "n_heldout": int(len(setup.val_heldout.ids)),
             "test_macro_f1": test["macro_f1"],
             "score_val_loss": _mean_loss(res, setup.val_score, setup.prepared.task),
             "score_val_accuracy": held["val"]["accuracy"],
@@ -245,7 +252,8 @@ def run_refinement(setup: RefineSetup, seed: int) -> pd.DataFrame:
     """Both arms for one seed, here: one row per (arm, round) with the metrics of that round's model.
 
     Columns: seed, arm, round, n_train, n_removed, flipped_removed, flipped_remaining, dcs,
-    test_accuracy, test_macro_f1, score_val_loss, score_val_accuracy, heldout_loss,
+    test_accuracy, test_correct (of n_test; null for multi-label data), n_test, heldout_correct,
+    n_heldout, test_macro_f1, score_val_loss, score_val_accuracy, heldout_loss,
     heldout_accuracy, heldout_gap (held-out minus scoring-part loss), best_epoch. Rows: round 0
     of both arms, the refined rounds, the random rounds."""
     return _seed_table(setup, seed, _refined_arm(setup, seed), _random_arm(setup, seed))
@@ -269,12 +277,15 @@ def run(setup: RefineSetup, seeds: list[int], compute=None) -> pd.DataFrame:
 
 SUMMARY_COLUMNS = ("dcs", "test_accuracy", "test_macro_f1", "flipped_remaining", "score_val_loss", "score_val_accuracy", "heldout_loss", "heldout_accuracy", "heldout_gap")
 TESTED = ("test_accuracy", "test_macro_f1", "dcs", "heldout_accuracy", "heldout_gap")
+COUNTS = {"test_accuracy": ("test_correct", "n_test"), "heldout_accuracy": ("heldout_correct", "n_heldout")}  # tested on counts
 
 
 def summarize(table: pd.DataFrame, alpha: float = 0.05, n_bootstrap: int = 10000) -> dict:
     """Means and sds per (arm, round), and per round r >= 1 the paired test of refined against
     random over seeds (``sampleval.stats.paired_test``) for each metric in :data:`TESTED`, with
-    Benjamini-Hochberg over the rounds (one family per metric) and Cohen's d_z."""
+    Benjamini-Hochberg over the rounds (one family per metric) and Cohen's d_z. Accuracies are
+    tested on the integer correct-counts (:data:`COUNTS`; multi-class data), the other metrics on
+    their unrounded values."""
     from scipy.stats import false_discovery_control
 
     from .stats import paired_test
@@ -299,7 +310,12 @@ def summarize(table: pd.DataFrame, alpha: float = 0.05, n_bootstrap: int = 10000
             b = table[(table["arm"] == "random") & (table["round"] == r)].sort_values("seed")
             if not np.array_equal(a["seed"].to_numpy(), b["seed"].to_numpy()):
                 raise ValueError(f"refine: refined and random arms of round {r} have different seeds")
-            res = paired_test(a[metric].to_numpy(float), b[metric].to_numpy(float), alpha=alpha, n_bootstrap=n_bootstrap)
+            if metric in COUNTS and table[COUNTS[metric][0]].notna().all():  # accuracy: on the integer correct-counts
+                correct, size = COUNTS[metric]
+                res = paired_test(a[correct].to_numpy(np.int64), b[correct].to_numpy(np.int64), alpha=alpha, n_bootstrap=n_bootstrap,
+                                  n_test=int(a[size].iloc[0]))
+            else:
+                res = paired_test(a[metric].to_numpy(float), b[metric].to_numpy(float), alpha=alpha, n_bootstrap=n_bootstrap)
             rows.append({"round": int(r), **res})
         ps = [row["p"] for row in rows]
         qs = false_discovery_control(np.asarray(ps, float), method="bh") if ps else []

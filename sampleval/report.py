@@ -246,6 +246,12 @@ def _stripped_text(stripped: list[dict], direction: str) -> str:
     )
 
 
+def _tested_on(stats: dict) -> str:
+    if stats.get("tested_on") == "correct counts":
+        return "the integer correct-counts (accuracy differences are counts out of the test set; ties exact)"
+    return "the unrounded per-seed values"
+
+
 def section_subsets(inp: ReportInputs) -> list[str]:
     stats = inp.stats
     metric = stats["metric"]
@@ -253,20 +259,23 @@ def section_subsets(inp: ReportInputs) -> list[str]:
         f"## Retraining on subsets: test {metric.split('.')[-1]} against the random control",
         "",
         f"{stats['n_seeds']} seeds per cell; exact paired test (signed-rank statistic over all 2^n sign flips of the "
-        f"per-seed differences, exact with ties and zeros); Benjamini-Hochberg over the {stats['n_comparisons']} distinct "
+        f"per-seed differences, exact with ties and zeros) on {_tested_on(stats)}; Benjamini-Hochberg over the {stats['n_comparisons']} distinct "
         f"comparisons of {stats['n_rows']} rows; alpha {stats['alpha']}. The minimum attainable p is that of the test "
-        "used, from the number of non-zero differences.",
+        "used, from the number of non-zero differences. Control: `random` = the same number of random samples (per class "
+        "for stratified cells); `class-matched` = random samples with the class composition (by given label) of the "
+        "strategy's set, same size and seeds.",
         "",
-        "| ranking | variant | strategy | fraction | strategy mean | random mean | median diff [95 % CI] | d_z | p | BH q | min attainable p | significant | same subsets as |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ranking | variant | strategy | fraction | control | strategy mean | control mean | median diff [95 % CI] | d_z | p | BH q | min attainable p | significant | same subsets as |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in stats["comparisons"].values():
+    for r in list(stats["comparisons"].values()) + list(stats.get("class_matched", {}).values()):
         lines.append(
-            f"| {r['ranking']} | {r['variant']} | {r['strategy_name']} | {r['fraction']} | {_fmt(r['strategy_mean'])} | {_fmt(r['control_mean'])} | "
+            f"| {r['ranking']} | {r['variant']} | {r['strategy_name']} | {r['fraction']} | {r.get('control_kind', 'random')} | "
+            f"{_fmt(r['strategy_mean'])} | {_fmt(r['control_mean'])} | "
             f"{_fmt(r['median_diff'])} [{_fmt(r['median_diff_ci_low'])}, {_fmt(r['median_diff_ci_high'])}] | {_fmt(r['cohen_dz'], 3)} | "
             f"{_fmt(r['p'])} | {_fmt(r['p_bh'])} | {_fmt(r['min_attainable_p'])} | {'yes' if r['significant'] else 'no'} | {r['same_as'] or ''} |"
         )
-    same = [r for r in stats["comparisons"].values() if r["same_as"]]
+    same = [r for r in list(stats["comparisons"].values()) + list(stats.get("class_matched", {}).values()) if r["same_as"]]
     if same:
         lines += ["", "Coinciding cells (the same ids trained on for every seed, strategy and control): "
                   + "; ".join(f"`{r['name']}` = `{r['same_as']}`" for r in same) + ". BH counts each once."]
@@ -307,32 +316,60 @@ def _verdict(r: dict, alpha: float) -> str:
     return "better than random" if r["mean_diff"] > 0 else "worse than random"
 
 
+def _matched_verdict(r: dict, m: dict | None, inp: ReportInputs) -> str:
+    """What the class-matched control says of a strategy: the samples chosen, or only their classes."""
+    if m is None:
+        return "n/a (stratified: its random control keeps the class shares)" if r["variant"] == "stratified" else "n/a"
+    remove = r["strategy_name"].startswith("remove")
+    own, theirs = _flipped_counts(inp, r), _flipped_counts(inp, m)
+    if m["significant"] and m["mean_diff"] > 0:
+        if remove and own is not None and theirs is not None and own > theirs:
+            return (f"wrong labels removed: beats removing as many random samples of the same classes "
+                    f"({own:g} vs {theirs:g} flipped labels in the set)")
+        return f"the samples {'removed' if remove else 'selected'} matter, not only their classes: beats the class-matched control"
+    if m["significant"]:
+        return f"worse than {'removing' if remove else 'selecting'} as many random samples of the same classes"
+    if r["significant"]:
+        return (f"class {'thinned' if remove else 'composition'}: no better than {'removing' if remove else 'selecting'} as many "
+                "random samples of the same classes")
+    return "neither control distinguishable"
+
+
 def section_answer(inp: ReportInputs) -> list[str]:
     stats = inp.stats
     alpha = stats["alpha"]
     rows = list(stats["comparisons"].values())
+    matched = stats.get("class_matched", {})
     lines = [
         "## Answer",
         "",
         f"Every ranking x variant x fraction against its random control (significant: BH q <= {alpha}). A class-deletion "
         "confound is named where the removed or selected set hits a class more than "
-        f"{STRIP_RATIO:g}x harder than average; then the difference may measure the lost class, not the samples' value.",
+        f"{STRIP_RATIO:g}x harder than average; then the difference may measure the lost class, not the samples' value. "
+        "For global cells the class-matched control (as many random samples of the same classes, by given label, same "
+        "seeds) tells the two apart: a strategy that beats it gains from the samples it chose (e.g. wrong labels removed), "
+        "one that does not only from the classes it thinned.",
         "",
-        "| ranking | variant | strategy | fraction | answer | strategy mean | random mean | p | BH q | d_z | median diff [95 % CI] | flipped in the set | class composition |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ranking | variant | strategy | fraction | answer | strategy mean | random mean | p | BH q | min attainable p | d_z | median diff [95 % CI] "
+        "| flipped in the set | class composition | vs class-matched control: diff, p, BH q, min attainable p | class-matched control says |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    confounded = []
+    confounded, explained = [], []
     for r in rows:
         stripped = _stripped(inp, r)
         direction = r["strategy_name"].split("-")[0]
         comp = "n/a" if stripped is None else ("class-deletion confound: " + _stripped_text(stripped, direction)) if stripped else "no class stripped"
+        m = matched.get(r["name"])
+        beats_matched = bool(m and m["significant"] and m["mean_diff"] > 0)
         if stripped and r["significant"] and not r["same_as"]:
-            confounded.append(r["name"])
+            (explained if beats_matched else confounded).append(r["name"])
         flipped = _flipped_in_chosen(inp, r)
+        vs = "n/a" if m is None else f"{_fmt(m['mean_diff'])}, p {_fmt(m['p'])}, q {_fmt(m['p_bh'])}, min p {_fmt(m['min_attainable_p'])}"
         lines.append(
             f"| {r['ranking']} | {r['variant']} | {r['strategy_name']} | {r['fraction']} | {_verdict(r, alpha)} | "
-            f"{_fmt(r['strategy_mean'])} | {_fmt(r['control_mean'])} | {_fmt(r['p'])} | {_fmt(r['p_bh'])} | {_fmt(r['cohen_dz'], 3)} | "
-            f"{_fmt(r['median_diff'])} [{_fmt(r['median_diff_ci_low'])}, {_fmt(r['median_diff_ci_high'])}] | {flipped} | {comp} |"
+            f"{_fmt(r['strategy_mean'])} | {_fmt(r['control_mean'])} | {_fmt(r['p'])} | {_fmt(r['p_bh'])} | {_fmt(r['min_attainable_p'])} | "
+            f"{_fmt(r['cohen_dz'], 3)} | {_fmt(r['median_diff'])} [{_fmt(r['median_diff_ci_low'])}, {_fmt(r['median_diff_ci_high'])}] | "
+            f"{flipped} | {comp} | {vs} | {_matched_verdict(r, m, inp)} |"
         )
     distinct = [r for r in rows if not r["same_as"]]
     better = [r["name"] for r in distinct if r["significant"] and r["mean_diff"] > 0]
@@ -344,9 +381,18 @@ def section_answer(inp: ReportInputs) -> list[str]:
         + f" and {len(worse)} significantly worse"
         + (f" ({', '.join(f'`{n}`' for n in worse)})" if worse else "")
         + "."
-        + (f" {len(confounded)} of the significant ones come with a stripped class: {', '.join(f'`{n}`' for n in confounded)}." if confounded
-           else " None of the significant ones strips a class."),
+        + (f" {len(confounded)} of the significant ones come with a stripped class: {', '.join(f'`{n}`' for n in confounded)}"
+           + (" (not beating the class-matched control)." if any(n in matched for n in confounded) else ".") if confounded else
+           " None of the significant ones strips a class without beating its class-matched control." if explained else
+           " None of the significant ones strips a class.")
+        + (f" {len(explained)} strip a class but beat their class-matched control, so the lost class does not explain them: "
+           f"{', '.join(f'`{n}`' for n in explained)}." if explained else ""),
     ]
+    for r in better:
+        m = matched.get(r)
+        if m is not None:
+            lines += ["", f"`{r}` against its class-matched control: {_fmt(m['mean_diff'])} (p {_fmt(m['p'])}, BH q {_fmt(m['p_bh'])}, "
+                      f"min attainable p {_fmt(m['min_attainable_p'])}): {_matched_verdict(stats['comparisons'][r], m, inp)}."]
     n_flipped = inp.influence.get("n_flipped", 0)
     for ranking in inp.params["subsets"]["scores"]:
         detect = inp.influence.get(ranking, {}).get("detect")
@@ -359,6 +405,16 @@ def section_answer(inp: ReportInputs) -> list[str]:
                 f"(detection AUROC {detect['auroc']:.4f}).",
             ]
     return lines + [""]
+
+
+def _flipped_counts(inp: ReportInputs, r: dict) -> float | None:
+    """Mean number of flipped labels in the cell's chosen set (the strategy's or, for a class-matched row, its control's)."""
+    name = r["control_name"] if r.get("control_kind") == "class-matched" else r["name"]
+    key = next((k for k in inp.cells if k.name == name), None)
+    if key is None:
+        return None
+    seeds = list(inp.cells[key]["seeds"].values())
+    return sum(s["flipped_in_chosen"] for s in seeds) / len(seeds)
 
 
 def _flipped_in_chosen(inp: ReportInputs, r: dict) -> str:
@@ -472,17 +528,19 @@ def section_refine(inp: ReportInputs) -> list[str]:
         "",
         f"{ref['rounds']} rounds removing {ref['n_remove_per_round']} samples each by `{ref['ranking']}`, against random "
         f"removal of the same sizes, {ref['n_seeds']} seeds (paired); DCS from `{ref['dcs_score']}`; held-out part of the "
-        f"validation set ({ref['n_val_heldout']} samples) never used for scoring or selection.",
+        f"validation set ({ref['n_val_heldout']} samples) never used for scoring or selection. Exact paired test on "
+        + ("the integer correct-counts" if ref["tests"]["test_accuracy"].get("round_1", {}).get("tested_on") == "correct counts" else "the per-seed values")
+        + f", Benjamini-Hochberg over the {ref['rounds']} rounds.",
         "",
-        "| round | test accuracy (refined) | random | p | BH q | d_z | flips left | DCS | held-out loss (refined / random) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round | test accuracy (refined) | random | p | BH q | min attainable p | d_z | flips left | DCS | held-out loss (refined / random) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k in range(ref["rounds"] + 1):
         key = f"round_{k}"
         a, b = ref["refined"][key], ref["random"][key]
         t = ref["tests"]["test_accuracy"].get(key, {})
         lines.append(
-            f"| {k} | {_fmt(a['test_accuracy'])} | {_fmt(b['test_accuracy'])} | {_fmt(t.get('p'))} | {_fmt(t.get('p_bh'))} | "
+            f"| {k} | {_fmt(a['test_accuracy'])} | {_fmt(b['test_accuracy'])} | {_fmt(t.get('p'))} | {_fmt(t.get('p_bh'))} | {_fmt(t.get('min_attainable_p'))} | "
             f"{_fmt(t.get('cohen_dz'), 3)} | {_fmt(a['flipped_remaining'], 3)} | {_fmt(a['dcs'], 3)} | "
             f"{_fmt(a['heldout_loss'])} / {_fmt(b['heldout_loss'])} |"
         )

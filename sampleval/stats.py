@@ -3,6 +3,10 @@
 For one comparison, ``d_s = metric(strategy, seed s) - metric(control, seed s)`` over
 the shared seeds. We report:
 
+- the test runs on exact values: for accuracy on the integer correct-counts out of the
+  ``n_test`` test samples (``d_s`` an integer, so equal differences such as two seeds'
+  +2/360 are equal, ties and ``n_tied`` exact; the reported differences are ``d_s / n_test``);
+  for other metrics (macro F1, macro AUROC, DCS, ...) on the unrounded values;
 - an exact two-sided paired test for every row: the Wilcoxon signed-rank statistic
   ``S = sum_i sign(d_i) r_i`` (``r_i`` = average rank of ``|d_i|`` among the non-zero
   differences) referred to its distribution over all ``2**n`` sign flips of the paired
@@ -83,24 +87,58 @@ def bootstrap_median_ci(d: np.ndarray, n_bootstrap: int = 10000, level: float = 
     return float(lo), float(hi)
 
 
-def paired_test(strategy: np.ndarray, control: np.ndarray, alpha: float = 0.05, n_bootstrap: int = 10000, seed: int = 0) -> dict:
-    strategy = np.asarray(strategy, dtype=float)
-    control = np.asarray(control, dtype=float)
+def as_counts(values, name: str = "values") -> np.ndarray:
+    """Integer correct-counts as an int64 array; a non-integral value is an error (counts, not rates)."""
+    a = np.asarray(values)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    f = np.asarray(a, dtype=float)
+    if not np.all(np.isfinite(f)) or np.any(f != np.rint(f)):
+        raise ValueError(f"{name}: correct-counts must be integers, got {a.tolist()}")
+    return np.rint(f).astype(np.int64)
+
+
+def correct_count(accuracy: float, n: int) -> int:
+    """The number of correct predictions behind a multi-class accuracy of ``n`` samples
+    (``accuracy = k / n`` exactly as scikit-learn computes it, so ``k`` is recovered exactly)."""
+    k = int(round(float(accuracy) * n))
+    if abs(float(accuracy) * n - k) > 1e-6:
+        raise ValueError(f"accuracy {accuracy} is not a count out of {n}")
+    return k
+
+
+def paired_test(strategy: np.ndarray, control: np.ndarray, alpha: float = 0.05, n_bootstrap: int = 10000, seed: int = 0,
+                n_test: int | None = None) -> dict:
+    """The paired test of ``strategy`` against ``control`` over seeds (see the module docstring).
+
+    ``n_test``: the values are correct-counts out of ``n_test`` samples (integers); the test,
+    ties and zeros run on the integer differences and the reported differences, means and CI
+    are accuracies (``/ n_test``). Without it: the (unrounded) values themselves."""
+    if n_test is not None:
+        strategy, control = as_counts(strategy, "strategy"), as_counts(control, "control")
+        scale = float(n_test)
+    else:
+        strategy, control = np.asarray(strategy, dtype=float), np.asarray(control, dtype=float)
+        scale = 1.0
     if strategy.shape != control.shape or strategy.ndim != 1:
         raise ValueError("paired test needs two 1-D arrays of equal length (one value per seed)")
-    d = strategy - control
-    n_nonzero = int(np.count_nonzero(d))
+    d = strategy - control  # integers for counts: exact zeros and ties
+    nz = d[d != 0]
+    n_nonzero = int(len(nz))
     statistic, p = sign_flip_test(d)
     min_p = min_attainable_p(n_nonzero)
     lo, hi = bootstrap_median_ci(d, n_bootstrap, seed=seed)
     return {
         "n_seeds": int(len(d)),
         "n_nonzero": n_nonzero,
-        "n_tied": int(len(d[d != 0]) - len(np.unique(np.abs(d[d != 0])))),
-        "mean_diff": float(d.mean()),
-        "median_diff": float(np.median(d)),
-        "median_diff_ci_low": lo,
-        "median_diff_ci_high": hi,
+        "n_tied": int(n_nonzero - len(np.unique(np.abs(nz)))),
+        "tested_on": "correct counts" if n_test is not None else "unrounded values",
+        "n_test": None if n_test is None else int(n_test),
+        "differences": [int(v) for v in d] if n_test is not None else [float(v) for v in d],
+        "mean_diff": float(d.mean() / scale),
+        "median_diff": float(np.median(d) / scale),
+        "median_diff_ci_low": lo / scale,
+        "median_diff_ci_high": hi / scale,
         "cohen_dz": cohen_dz(d),
         "signed_rank_statistic": statistic,
         "p": p,
@@ -120,7 +158,8 @@ def compare(comparisons: list[dict], alpha: float, n_bootstrap: int) -> list[dic
     """Run every comparison and add BH-adjusted p-values over the distinct ones.
 
     Each comparison: ``{'name', 'strategy': {seed: metric}, 'control': {seed: metric},
-    'signature': hashable}`` plus any fields to carry into the row. Comparisons with the
+    'signature': hashable}`` plus any fields to carry into the row; with ``'n_test'`` (not
+    None) the metrics are correct-counts out of ``n_test`` (:func:`paired_test`). Comparisons with the
     same ``signature`` (the same ids trained on, seed by seed, on both sides) are one
     test: BH counts the first once, and the others get ``same_as`` = its name and its q.
     """
@@ -130,10 +169,12 @@ def compare(comparisons: list[dict], alpha: float, n_bootstrap: int) -> list[dic
         if set(s_res) != set(c_res):
             raise KeyError(f"{comp['name']}: strategy and control were run with different seeds ({sorted(s_res)} vs {sorted(c_res)})")
         seeds = sorted(s_res)
-        row = {k: v for k, v in comp.items() if k not in ("strategy", "control", "signature")}
-        row.update(paired_test(np.array([s_res[s] for s in seeds]), np.array([c_res[s] for s in seeds]), alpha, n_bootstrap))
-        row["strategy_mean"] = float(np.mean([s_res[s] for s in seeds]))
-        row["control_mean"] = float(np.mean([c_res[s] for s in seeds]))
+        n_test = comp.get("n_test")
+        scale = 1.0 if n_test is None else float(n_test)
+        row = {k: v for k, v in comp.items() if k not in ("strategy", "control", "signature", "n_test")}
+        row.update(paired_test(np.array([s_res[s] for s in seeds]), np.array([c_res[s] for s in seeds]), alpha, n_bootstrap, n_test=n_test))
+        row["strategy_mean"] = float(np.mean([s_res[s] for s in seeds]) / scale)
+        row["control_mean"] = float(np.mean([c_res[s] for s in seeds]) / scale)
         sig = comp.get("signature")
         row["same_as"] = first_of.get(sig) if sig is not None else None
         if sig is not None:

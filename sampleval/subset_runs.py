@@ -10,18 +10,24 @@ from .compute import SERIAL, pack_mask, run_jobs, unpack_mask
 from .data.prepared import Prepared
 from .experiment import class_composition, train_and_evaluate
 from .io import hash_ids
+from .stats import correct_count
 from .subsets import RANDOM, VARIANTS, choose_subset, helpfulness, parse_strategy
 from .training import TrainConfig
 
 
 def retrain_subset_job(shared: tuple[Prepared, TrainConfig], job: dict) -> dict:
     """Executor job: train on the ``job['keep']`` subset (a packed mask) with ``job['seed']``;
-    returns the float test metrics."""
+    returns the float test metrics (unrounded), ``n_test`` and ``n_correct`` (the correct-count
+    behind the accuracy; None for multi-label data, whose accuracy is a mean over labels)."""
     prepared, cfg = shared
     tr = prepared.split("train")
     keep = unpack_mask(job["keep"], len(tr.ids))
     _, metrics = train_and_evaluate(prepared, cfg, int(job["seed"]), keep=keep)
-    return {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
+    out = {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
+    n_test = len(prepared.split("test").ids)
+    out["n_correct"] = correct_count(out["accuracy"], n_test) if prepared.task == "multiclass" else None
+    out["n_test"] = int(n_test)
+    return out
 
 
 def run_subset_cell(
@@ -47,9 +53,11 @@ def run_subset_cells(prepared: Prepared, cfg: TrainConfig, cells: list, seeds: l
 
     ``scores``: ``{ranking: table with sample_id and the ranking column}`` for the ranked
     cells; random controls (ranking ``random``) read none, and then depend on nothing but
-    fraction, variant and seeds. Ranked strategies choose the same subset for every seed
-    (only the training seed varies); random controls draw a new subset per seed with that
-    seed, and train with the same seed as the strategies they control.
+    fraction, variant and seeds; class-matched controls (``<strategy>-matched``) read their
+    ranking's scores for the strategy's class composition (by given label). Ranked strategies
+    choose the same subset for every seed (only the training seed varies); random and
+    class-matched controls draw a new subset per seed with that seed, and train with the same
+    seed as the strategies they control.
 
     Every (subset, seed) retraining is one job of ``compute`` (:mod:`sampleval.compute`);
     cells that choose the same subset share its retrainings, and with ``cache`` retrainings
@@ -77,7 +85,7 @@ def run_subset_cells(prepared: Prepared, cfg: TrainConfig, cells: list, seeds: l
         strata = tr.y if key.variant == "stratified" else None
         plans[key] = []
         for seed in seeds:
-            subset = choose_subset(tr.ids, helpful, key.strategy, key.fraction, seed, strata)
+            subset = choose_subset(tr.ids, helpful, key.strategy, key.fraction, seed, strata, labels=tr.y)
             job = {"keep": pack_mask(subset.keep), "seed": int(seed)}
             jid = f"{job['keep']}|{seed}"
             jobs.setdefault(jid, job)
@@ -111,3 +119,17 @@ def run_subset_cells(prepared: Prepared, cfg: TrainConfig, cells: list, seeds: l
             "seeds": per_seed,
         }
     return records
+
+
+def json_record(obj):
+    """A cell record as written: floats unrounded (the paired tests read them back exactly; accuracy
+    also as the integer ``n_correct``), NaN and inf as null."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, dict):
+        return {k: json_record(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_record(v) for v in obj]
+    return obj

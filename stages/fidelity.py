@@ -8,7 +8,8 @@ exact influence function). Every retraining is scored at the baseline's selected
 (``fidelity.epoch: selected``, read from metrics/train.json) or at a fixed epoch.
 The work is :func:`sampleval.fidelity.evaluate`.
 
-Writes metrics/fidelity.json, plots/fidelity.csv and plots/fidelity.png."""
+Writes metrics/fidelity.json and plots/fidelity.csv; the figure is drawn by the figures stage
+(stages/figures.py) from them, so a plotting edit reruns no retraining."""
 from __future__ import annotations
 
 import json
@@ -17,14 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from sampleval import fidelity as fid
-from sampleval import plots
 from sampleval.compute import Compute
 from sampleval.fidelity_report import render_table
 from sampleval.data.prepared import load_prepared
 from sampleval.io import atomic_path, write_json
 from sampleval.training import TrainConfig
 from stages._common import log, main, start
-from stages.paths import FIDELITY_CSV, FIDELITY_METRICS, PREPARED, SCORES, TRAIN_METRICS, plot
+from stages.paths import FIDELITY_CSV, FIDELITY_METRICS, PREPARED, SCORES, TRAIN_METRICS
 
 
 @main
@@ -44,7 +44,6 @@ def run(argv=None) -> None:
     write_json(FIDELITY_METRICS, out)
     with atomic_path(FIDELITY_CSV) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    plots.fidelity_plot(table, out, plot("fidelity.png"))
     log.info("%d retrainings scored at epoch %d\n%s", out["n_retrainings"], epoch, render_table(out))
 
 

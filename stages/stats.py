@@ -1,9 +1,11 @@
-"""stats: every ranked cell against its random control (same variant, fraction and seeds)
--> metrics/stats.json. The expected cells come from params; a missing one is an error
+"""stats: every ranked cell against its random control (same variant, fraction and seeds), and
+every global one also against its class-matched control -> metrics/stats.json (``comparisons``:
+against the random control, by cell name; ``class_matched``: against the class-matched
+control, by cell name; one Benjamini-Hochberg family over both). The expected cells come from params; a missing one is an error
 (stale files from an older, larger matrix are never globbed in)."""
 from __future__ import annotations
 
-from sampleval.cells import comparisons, load_cells
+from sampleval.cells import CLASS_MATCHED, comparisons, load_cells
 from sampleval.io import write_json
 from sampleval.stats import compare
 from stages._common import log, main, start
@@ -19,13 +21,15 @@ def run(argv=None) -> None:
     distinct = [r for r in rows if r["same_as"] is None]
     out = {
         "metric": f"test.{cfg['metric']}",
+        "tested_on": "correct counts" if all(r["n_test"] is not None for r in rows) else "unrounded values",
         "alpha": cfg["alpha"],
         "n_seeds": len(sub["seeds"]),
         "n_rows": len(rows),
         "n_comparisons": len(distinct),
         "n_significant_bh": sum(r["significant"] for r in distinct),
         "warnings": [f"{r['name']}: min attainable p {r['min_attainable_p']:.4g} > alpha" for r in distinct if not r["alpha_reachable"]],
-        "comparisons": {r["name"]: r for r in rows},
+        "comparisons": {r["name"]: r for r in rows if r["control_kind"] != CLASS_MATCHED},
+        "class_matched": {r["name"].removesuffix(f" vs {CLASS_MATCHED}"): r for r in rows if r["control_kind"] == CLASS_MATCHED},
     }
     write_json(STATS_METRICS, out)
     for r in rows:

@@ -1,6 +1,6 @@
-"""subsets: every cell of the subset experiment (ranking x variant x strategy x fraction, and
-the random controls shared by every ranking): retrain from scratch on the chosen subset for
-every seed in subsets.seeds -> one record per cell at
+"""subsets: every cell of the subset experiment (ranking x variant x strategy x fraction, the
+random controls shared by every ranking, and each global cell's class-matched control): retrain
+from scratch on the chosen subset for every seed in subsets.seeds -> one record per cell at
 metrics/subsets/<ranking>/<variant>/<strategy>-<fraction>.json (sampleval.cells).
 
 Every (subset, seed) retraining is a job of the executor (compute params), and finished
@@ -15,7 +15,7 @@ from sampleval.cells import planned_cells
 from sampleval.compute import Compute, JobCache
 from sampleval.data.prepared import load_prepared
 from sampleval.fingerprints import recipe_fingerprint
-from sampleval.subset_runs import run_subset_cells
+from sampleval.subset_runs import json_record, run_subset_cells
 from sampleval.io import write_json
 from sampleval.subsets import RANDOM
 from sampleval.training import TrainConfig
@@ -35,7 +35,7 @@ def run(argv=None) -> None:
     cache = JobCache(job_cache("subsets"), recipe_fingerprint(prepared, cfg)) if params["compute"]["job_cache"] else None
     records = run_subset_cells(prepared, cfg, cells, sub["seeds"], scores, Compute.from_params(params), cache)
     for key, record in records.items():
-        write_json(str(key.path(SUBSETS)), record)
+        write_json(str(key.path(SUBSETS)), json_record(record), ndigits=None)  # unrounded: stats tests exact values
         log.info("%s: mean test %s", key.name, {k: round(v, 4) for k, v in record["mean"].items()})
 
 

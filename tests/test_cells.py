@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sampleval.cells import CellKey, comparisons, composition, load_cells, plan, planned_cells, stripped_classes
+from sampleval.cells import CellKey, comparisons, composition, load_cells, matched_plan, plan, planned_cells, stripped_classes
 
 SUB = {
     "scores": ["tracin", "self_influence", "loss"],
@@ -21,7 +21,7 @@ def test_one_control_serves_every_ranking():
     # depends only on direction, fraction and variant
     assert controls == {CellKey("random", v, s, f) for v in ("global", "stratified")
                         for s, f in (("remove-random", 0.05), ("remove-random", 0.6), ("select-random", 0.4))}
-    assert len(planned_cells(SUB)) == 30 + 6
+    assert len(planned_cells(SUB)) == 30 + 6 + 15  # + a class-matched control per global ranked cell
     tr = CellKey("tracin", "global", "remove-harmful", 0.05)
     assert str(tr.path()) == "metrics/subsets/tracin/global/remove-harmful-0.05.json"
     assert str(dict(pairs)[tr].path()) == "metrics/subsets/random/global/remove-random-0.05.json"
@@ -51,7 +51,7 @@ def test_load_cells_reads_only_planned_cells_and_names_the_missing(tmp_path):
     cells = load_cells(sub, tmp_path)
     assert set(cells) == set(planned_cells(sub))
     comps = comparisons(sub, cells, "accuracy")
-    assert comps[0]["strategy"] == {0: 0.9, 1: 0.8}
+    assert comps[0]["strategy"] == {0: 0.9, 1: 0.8} and comps[0]["n_test"] is None  # no counts recorded: the values
     CellKey("random", "global", "select-random", 0.4).path(tmp_path).unlink()
     with pytest.raises(FileNotFoundError, match="select-random-0.4.json is missing"):
         load_cells(sub, tmp_path)
@@ -84,3 +84,27 @@ def test_composition_flags_a_stripped_class():
     select = _record(CellKey("tracin", "global", "select-helpful", 0.5), [0.9], "x", chosen={"a": 45, "b": 5})
     flagged = stripped_classes(select)  # b: 10 % selected vs 50 % on average
     assert [r["class"] for r in flagged] == ["b"] and flagged[0]["strip_ratio"] == pytest.approx(5.0)
+
+
+def test_class_matched_controls_are_per_global_cell_and_compared_on_counts(tmp_path):
+    sub = {**SUB, "scores": ["tracin", "loss"], "remove_strategies": ["remove-harmful"], "remove_fractions": [0.05]}
+    pairs = matched_plan(sub)
+    assert [c.name for c, _ in pairs] == [f"{r}/global/{s}" for r in ("tracin", "loss") for s in ("remove-harmful@0.05", "select-helpful@0.4")]
+    cell, matched = pairs[0]
+    assert matched == CellKey("tracin", "global", "remove-harmful-matched", 0.05)  # depends on the ranking
+    assert str(matched.path()) == "metrics/subsets/tracin/global/remove-harmful-matched-0.05.json"
+    assert all(m.variant == "global" for _, m in pairs)  # stratified controls already match the composition
+    for key in planned_cells(sub):
+        path = key.path(tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = _record(key, [0.9, 0.8], key.name)
+        for s, correct in zip(record["seeds"].values(), (324, 288)):
+            s.update(n_correct=correct - (2 if key.strategy.endswith("matched") else 0), n_test=360)
+        path.write_text(json.dumps(record))
+    comps = {c["name"]: c for c in comparisons(sub, load_cells(sub, tmp_path), "accuracy")}
+    plain, vs = comps["tracin/global/remove-harmful@0.05"], comps["tracin/global/remove-harmful@0.05 vs class-matched"]
+    assert plain["control_kind"] == "random" and vs["control_kind"] == "class-matched"
+    assert vs["control_name"] == "tracin/global/remove-harmful-matched@0.05"
+    assert vs["strategy"] == {0: 324, 1: 288} and vs["control"] == {0: 322, 1: 286} and vs["n_test"] == 360  # integers
+    assert comps["tracin/global/remove-harmful@0.05"]["n_test"] == 360
+    assert len(comps) == 4 * 2 + 4  # 4 ranked cells per variant, 4 global ones also against their class-matched control

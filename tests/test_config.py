@@ -176,6 +176,7 @@ def test_seeds_must_be_able_to_reach_alpha(params, alpha, n_seeds, ok):
     """A two-sided exact paired test over n seeds cannot give p below 2 / 2^n."""
     p = copy.deepcopy(params)
     p["stats"]["alpha"], p["subsets"]["seeds"] = alpha, list(range(n_seeds))
+    p["refine"]["rounds"] = 1  # refine.seeds' own floor (BH over the rounds): tests/test_refine.py
     if ok:
         check_consistency(p)
         return

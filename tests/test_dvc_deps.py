@@ -77,3 +77,18 @@ def test_dvc_status_marks_exactly_the_importing_stages(tmp_path):
         expected = {name for name, s in stages.items() if edited in import_closure(_stage_module(s))}
         assert set(status) == expected, (edited, sorted(status), sorted(expected))
         (tmp_path / edited).write_text(original)  # back to the recorded hash: nothing changed
+
+
+def test_a_plotting_edit_reruns_no_training():
+    """Figures are drawn by stages that train nothing: no stage that retrains (train, fidelity,
+    subsets, refine, detect, influence) imports sampleval/plots.py, and the fidelity figure is the
+    figures stage's output, drawn from fidelity's committed numbers."""
+    stages = _stages()
+    training = ("train", "influence", "fidelity", "subsets", "refine", "detect")
+    assert not [name for name in training if "sampleval/plots.py" in import_closure(_stage_module(stages[name]))]
+    figures = stages["figures"]
+    assert "sampleval/plots.py" in import_closure(_stage_module(figures))
+    assert "metrics/fidelity.json" in figures["deps"]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in figures["outs"]]
+    assert "plots/fidelity.png" in outs
+    assert not any("plots/fidelity.png" in (next(iter(o)) if isinstance(o, dict) else o) for o in stages["fidelity"].get("outs", []))

@@ -56,7 +56,7 @@ def make_repo(base: Path, edit) -> Path:
                              remove_fractions=[0.1], select_fractions=[0.5], seeds=[0, 1, 2, 3, 4, 5])
     params["stats"]["n_bootstrap"] = 200
     params["fidelity"].update(n_points=5, n_subsets=4)
-    params["refine"]["rounds"] = 1
+    params["refine"].update(rounds=1, seeds=[0, 1, 2, 3, 4, 5])  # one round: 6 seeds reach alpha (2/64)
     params["shapes"]["ranking"] = "loss"  # a ranking the tiny sweep below computes
     params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer", "if_last_layer"], cleanlab_folds=2)  # if_last_layer: detect.combinations
     params["suspects"]["ranking"] = "tracin"  # the tiny sweep's recommendation need not be among the tiny influence.methods
@@ -64,6 +64,7 @@ def make_repo(base: Path, edit) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     _dvc(repo, "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")  # the custom plot templates dvc.yaml names
     return repo
 
 
@@ -126,8 +127,13 @@ def test_repro_produces_every_declared_output(repo):
     row = stats["comparisons"]["tracin/global/remove-harmful@0.1"]
     assert row["min_attainable_p"] == pytest.approx(2 / 2 ** row["n_nonzero"], abs=1e-4)
     assert row["control_name"] == stats["comparisons"]["self_influence/global/remove-harmful@0.1"]["control_name"]  # one shared control
+    assert set(stats["class_matched"]) == set(stats["comparisons"]) and stats["tested_on"] == "correct counts"
+    matched = stats["class_matched"]["tracin/global/remove-harmful@0.1"]  # its own control, drawn with the set's class composition
+    assert matched["control_name"] == "tracin/global/remove-harmful-matched@0.1" and len(matched["differences"]) == 6
+    assert all(isinstance(d, int) for d in row["differences"])  # accuracies compared as correct-counts
     cell = json.loads((repo / "metrics/subsets/random/global/remove-random-0.1.json").read_text())
     assert sorted(cell["seeds"]) == [str(s) for s in range(6)]
+    assert all(s["n_correct"] / s["n_test"] == s["accuracy"] for s in cell["seeds"].values())  # unrounded, from the count
     assert len({s["ids_sha256"] for s in cell["seeds"].values()}) == 6  # a new random subset per seed
     assert "report.md" in first or (repo / "report.md").read_text().startswith("# Sample valuation report")
     assert re.findall(r"Running stage '([^']+)'", first)[-1] == "report" and re.search(r"\[report\] report: \S+report\.md", first)
@@ -180,6 +186,84 @@ def test_exported_corrections_mark_prepare(repo):
     assert _ran(_dvc(repo, "repro")) == set()
 
 
+# The metrics files dvc.yaml declares as `metrics:` (small summaries); everything else is a plain output.
+SUMMARY_METRICS = {"metrics/train.json", "metrics/headline.json", "metrics/corrections.json"}
+
+
+def _leaves(x) -> int:
+    """Columns DVC makes of a JSON/YAML value: one per leaf (a list is one; an empty mapping none)."""
+    return sum(_leaves(v) for v in x.values()) if isinstance(x, dict) else 1
+
+
+def test_dvc_views_fit_on_a_screen(repo):
+    """`dvc exp show` has few metric columns, `dvc metrics diff` fits on a screen even when
+    every metric changes (what a new seed does: the bound is checked by changing every number),
+    and every top-level plot definition renders with data."""
+    repo, _ = repo
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["add", "-A"], ["commit", "-qm", "run"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+    shown = json.loads(_dvc_stdout(repo, "exp", "show", "--json"))[0]["data"]
+    assert set(shown["metrics"]) <= SUMMARY_METRICS, sorted(set(shown["metrics"]) - SUMMARY_METRICS)
+    n_metrics = sum(_leaves(m["data"]) for m in shown["metrics"].values())
+    n_params = sum(_leaves(p["data"]) for p in shown["params"].values())
+    header = _dvc_stdout(repo, "exp", "show", "--csv", "--no-pager").splitlines()[0].split(",")
+    assert len(header) == 5 + n_metrics + n_params + len(shown["deps"])  # Experiment, rev, typ, Created, parent
+    assert n_metrics <= 40, n_metrics  # was 5,470 (every per-seed and per-cell number)
+    # DVC lists every leaf of params.yaml and every dependency file whatever dvc.yaml declares:
+    # they are the rest of the columns (README "Changing parameters and comparing")
+    assert len(_dvc_stdout(repo, "metrics", "show").splitlines()) < 60
+    originals = {f: (repo / f).read_bytes() for f in shown["metrics"]}
+
+    def bump(x):
+        if isinstance(x, dict):
+            return {k: bump(v) for k, v in x.items()}
+        return x + 1 if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+
+    try:
+        for f, raw in originals.items():
+            (repo / f).write_text(json.dumps(bump(json.loads(raw))))
+        diff = _dvc_stdout(repo, "metrics", "diff")
+        assert n_metrics <= len(diff.splitlines()) < 60, diff
+    finally:
+        for f, raw in originals.items():
+            (repo / f).write_bytes(raw)
+    plots = json.loads(_dvc_stdout(repo, "plots", "show", "--json"))
+    assert not plots.get("errors"), plots.get("errors")
+    defined = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    names = [next(iter(p)) if isinstance(p, dict) else p for p in defined]
+    assert set(names) <= set(plots["data"]) and all(plots["data"][n] for n in names)
+    curves = next(c["content"] for n, c in ((n, plots["data"][n][0]) for n in names) if "Detection sweep" in n)
+    assert {r["group"] for r in curves["data"]["values"]} >= {"loss", "tracin_last_layer", "cleanlab", "random"}  # one line each
+
+
+def test_figures_come_from_fidelity_outputs(repo):
+    """plots/fidelity.png is drawn by the figures stage from metrics/fidelity.json (its LDS
+    table is plots/fidelity_lds.csv); editing plots.py reruns figures and report, no training."""
+    repo, _ = repo
+    fid = json.loads((repo / "metrics/fidelity.json").read_text())
+    lds = pd.read_csv(repo / "plots/fidelity_lds.csv").set_index("estimator")
+    for name, entry in fid["network"].items():
+        assert lds.loc[name, "lds"] == pytest.approx(entry["lds"], abs=1e-5) and lds.loc[name, "lds_lo"] == pytest.approx(entry["lds_lo"], abs=1e-5)
+    assert (repo / "plots/fidelity.png").read_bytes()[:4] == b"\x89PNG"
+    plots_py = repo / "sampleval/plots.py"
+    original = plots_py.read_text()
+    plots_py.write_text(original + "\n# edited\n")
+    try:
+        changed = set(re.findall(r"^([\w@.-]+):\s*$", _dvc(repo, "status"), flags=re.M))
+        assert "figures" in changed and not changed & {"train", "fidelity", "subsets", "refine", "detect", "influence"}, changed
+    finally:
+        plots_py.write_text(original)
+
+
+def _dvc_stdout(repo: Path, *args: str) -> str:
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 def _cached(output: str) -> tuple[int, int]:
     """(jobs read from the job cache, jobs) of the subsets stage's retrainings."""
     found = re.findall(r"subset retrainings: (\d+) of (\d+) jobs read from the job cache", output)
@@ -195,7 +279,7 @@ def test_adding_a_fraction_marks_only_the_subset_stages(repo):
     params["subsets"]["remove_fractions"] = [0.1, 0.2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(re.findall(r"^([\w@.-]+):\s*$", _dvc(repo, "status"), flags=re.M))
-    assert changed == {"check-params", "subsets", "stats", "report"}
+    assert changed == {"check-params", "subsets", "stats", "report", "figures"}  # figures: the subset-cells chart
 
 
 def test_adding_a_fraction_and_a_ranking_trains_only_new_cells(repo):
@@ -209,9 +293,9 @@ def test_adding_a_fraction_and_a_ranking_trains_only_new_cells(repo):
     out = _dvc(repo, "repro")
     assert {"subsets", "stats", "report"} <= _ran(out)
     assert "influence: 2 of 3 jobs read from the job cache" in out  # only the new estimator computed
-    # 2 rankings x 2 strategies + 2 controls, 6 seeds each, were trained before (36); the new
-    # fraction adds 2 ranked cells and 1 control, the loss ranking 3 cells: 36 new retrainings
-    assert _cached(out) == (36, 72)
+    # 2 rankings x 2 strategies, their 4 class-matched controls + 2 controls, 6 seeds each, were trained before (60);
+    # the new fraction adds 2 ranked cells, 2 class-matched and 1 control, the loss ranking 3 + 3: 66 new retrainings
+    assert _cached(out) == (60, 126)
     assert (repo / "metrics/subsets/random/global/remove-random-0.2.json").exists()
     assert (repo / "metrics/subsets/loss/global/remove-harmful-0.2.json").exists()
 

@@ -104,6 +104,9 @@ def test_refine_loop_on_tiny_data(tiny):
     t = summary["tests"]["test_accuracy"]["round_2"]
     assert "p_bh" in t and "cohen_dz" in t and t["n_seeds"] == 2
     assert summary["refined"]["round_2"]["n_train"] == n - 2 * setup.n_remove
+    assert (table["test_correct"] == (table["test_accuracy"] * table["n_test"]).round()).all()  # the counts behind the accuracies
+    assert t["tested_on"] == "correct counts" and t["n_test"] == len(setup.test.ids)
+    assert summary["tests"]["heldout_accuracy"]["round_1"]["n_test"] == len(setup.val_heldout.ids)
     json.dumps(summary)  # JSON-ready
 
 
@@ -148,3 +151,47 @@ def test_plot_writes_png(tiny, tmp_path):
                 rows.append({"seed": seed, "arm": arm, "round": r, "dcs": 0.1 * r, "test_accuracy": 0.9, "flipped_remaining": 5 - r, "heldout_loss": 0.3})
     rf.refine_plot(pd.DataFrame(rows), {"ranking": "tracin", "n_seeds": 2, "n_remove_per_round": 3}, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summarize_tests_accuracies_on_integer_counts():
+    from scipy import stats as st
+
+    from sampleval.stats import signed_rank_statistic
+
+    refined = [326, 327, 330, 331, 329, 335, 333, 328]
+    random = [324, 325, 330, 329, 330, 331, 333, 321]  # differences 2 2 0 2 -1 4 0 7: three tied at 2, two zeros
+    rows = []
+    for seed in range(8):
+        for arm, correct in (("refined", refined[seed]), ("random", random[seed])):
+            for r in (0, 1):
+                c = 320 if r == 0 else correct
+                rows.append({"seed": seed, "arm": arm, "round": r, "n_train": 100 - 5 * r, "test_accuracy": round(c / 360, 4),
+                             "test_correct": c, "n_test": 360, "heldout_correct": 50, "n_heldout": 60, "heldout_accuracy": 50 / 60,
+                             "test_macro_f1": 0.9 + 1e-9 * seed * (arm == "refined"), "dcs": 0.1, "flipped_remaining": 3,
+                             "score_val_loss": 0.2, "score_val_accuracy": 0.9, "heldout_loss": 0.3, "heldout_gap": 0.1})
+    t = rf.summarize(pd.DataFrame(rows), n_bootstrap=200)["tests"]
+    acc = t["test_accuracy"]["round_1"]
+    d = np.array(refined) - np.array(random)
+    exact = st.permutation_test((d, np.zeros_like(d)), lambda a, b: signed_rank_statistic(a - b), permutation_type="samples",
+                                n_resamples=np.inf).pvalue
+    assert acc["differences"] == d.tolist() and acc["n_nonzero"] == 6 and acc["n_tied"] == 2
+    assert acc["p"] == pytest.approx(exact) and acc["min_attainable_p"] == 2 / 2**6
+    assert acc["mean_diff"] == pytest.approx(d.mean() / 360)
+    assert t["heldout_accuracy"]["round_1"]["p"] == 1.0 and t["heldout_accuracy"]["round_1"]["n_test"] == 60
+    f1 = t["test_macro_f1"]["round_1"]  # other metrics: the unrounded values (differences of 1e-9 are not zeros)
+    assert f1["tested_on"] == "unrounded values" and f1["n_nonzero"] == 7
+
+
+def test_refine_seeds_must_let_bh_over_the_rounds_reach_alpha():
+    from pathlib import Path
+
+    from sampleval.config import ParamsError, check_consistency, load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert params["refine"]["rounds"] * 2 / 2 ** len(params["refine"]["seeds"]) <= params["stats"]["alpha"]  # the default can
+    params["refine"].update(seeds=[0, 1, 2, 3, 4, 5], rounds=3)  # 3 x 2/64 = 0.094 > 0.05
+    with pytest.raises(ParamsError, match=r"6 'refine.seeds' cannot reach 'stats.alpha' = 0.05 after Benjamini-Hochberg over 3 "
+                                          r"'refine.rounds'.*2/2\^6 = 0.03125.*0.09375; use at least 7 seeds \(8 to allow one zero"):
+        check_consistency(params)
+    params["refine"]["rounds"] = 1  # one round: no multiplicity, 6 seeds reach 0.031
+    check_consistency(params)

@@ -119,3 +119,92 @@ def test_effect_size_and_bootstrap_are_deterministic():
     d = np.array([0.1, 0.2, 0.0, 0.3])
     assert cohen_dz(d) == pytest.approx(d.mean() / d.std(ddof=1))
     assert bootstrap_median_ci(d, 500, seed=1) == bootstrap_median_ci(d, 500, seed=1)
+
+
+def test_equal_count_differences_are_ties_where_rounded_accuracies_split_them():
+    # two seeds both +2 of 360: 326/360 - 324/360 and 327/360 - 325/360 round to 0.0056 and 0.0055
+    strategy, control = np.array([326, 327]), np.array([324, 325])
+    assert len(set(np.round(strategy / 360, 4) - np.round(control / 360, 4))) == 2
+    res = paired_test(strategy, control, n_test=360, n_bootstrap=200)
+    assert res["differences"] == [2, 2] and res["n_tied"] == 1 and res["tested_on"] == "correct counts"
+    assert res["mean_diff"] == pytest.approx(2 / 360) and res["median_diff_ci_low"] == pytest.approx(2 / 360)
+    # eight seeds where the rounding changes p and n_tied: the counts' p is the permutation test's on the integers
+    s = np.array([330, 332, 342, 343, 319, 326, 339, 343])
+    c = np.array([331, 332, 338, 343, 320, 323, 340, 343])
+    counts = paired_test(s, c, n_test=360, n_bootstrap=200)
+    rounded = paired_test(np.round(s / 360, 4), np.round(c / 360, 4), n_bootstrap=200)
+    d = s - c  # -1 0 4 0 -1 3 -1 0: three tied at |1|
+    assert counts["n_nonzero"] == 5 and counts["n_tied"] == 2 and rounded["n_tied"] == 1
+    assert counts["p"] == pytest.approx(_scipy_permutation(d)) and counts["p"] == pytest.approx(_by_hand(d)) == 0.8125
+    assert rounded["p"] != counts["p"]
+    assert counts["min_attainable_p"] == 2 / 2**5
+
+
+def test_count_test_matches_scipy_wilcoxon_exact_on_distinct_integer_differences():
+    c = np.array([320, 325, 330, 318, 333, 327, 329, 322])
+    d = np.array([3, -1, 5, 2, 7, -4, 6, 8])  # distinct |d|, no zeros: scipy's exact null applies
+    res = paired_test(c + d, c, n_test=360, n_bootstrap=200)
+    assert res["p"] == pytest.approx(st.wilcoxon(d, method="exact").pvalue)
+    assert res["n_tied"] == 0 and res["cohen_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    with pytest.raises(ValueError, match="must be integers"):
+        paired_test(np.array([0.9, 0.8]), np.array([0.8, 0.8]), n_test=360)
+
+
+def test_compare_reports_counts_as_accuracies():
+    comps = [{"name": "x", "strategy": {0: 330, 1: 331}, "control": {0: 328, 1: 329}, "signature": None, "n_test": 360}]
+    (row,) = compare(comps, 0.05, 200)
+    assert row["strategy_mean"] == pytest.approx(330.5 / 360) and row["control_mean"] == pytest.approx(328.5 / 360)
+    assert row["differences"] == [2, 2] and row["n_test"] == 360 and "strategy" not in row
+
+
+def _answer_inputs(matched_q: float, matched_flipped: int):
+    from sampleval.cells import CellKey
+    from sampleval.report import ReportInputs
+
+    def row(name, control, kind, diff, q):
+        return {"name": name, "ranking": "tracin", "variant": "global", "strategy_name": "remove-harmful", "fraction": 0.05,
+                "control_name": control, "control_kind": kind, "strategy_mean": 0.95, "control_mean": 0.95 - diff, "mean_diff": diff,
+                "median_diff": diff, "median_diff_ci_low": diff, "median_diff_ci_high": diff, "cohen_dz": 2.0, "p": q, "p_bh": q,
+                "min_attainable_p": 0.0078, "significant": q <= 0.05, "same_as": None}
+
+    cell = CellKey("tracin", "global", "remove-harmful", 0.05)
+    plain = row(cell.name, "random/global/remove-random@0.05", "random", 0.01, 0.01)
+    vs = row(f"{cell.name} vs class-matched", "tracin/global/remove-harmful-matched@0.05", "class-matched", 0.008, matched_q)
+
+    def record(key, flipped):
+        return {"ranking": key.ranking, "variant": "global", "strategy": key.strategy, "fraction": 0.05, "n_train": 100,
+                "train_class_composition": {"4": 30, "9": 70},
+                "seeds": {"0": {"n_chosen": 5, "flipped_in_chosen": flipped, "chosen_class_composition": {"4": 5, "9": 0}}}}
+
+    mkey = CellKey("tracin", "global", "remove-harmful-matched", 0.05)
+    stats = {"metric": "test.accuracy", "alpha": 0.05, "n_seeds": 8, "n_rows": 2, "n_comparisons": 2, "warnings": [],
+             "tested_on": "correct counts", "comparisons": {cell.name: plain}, "class_matched": {cell.name: vs}}
+    params = {"subsets": {"scores": ["tracin"]}}
+    return ReportInputs({}, {"n_flipped": 0}, stats, params, cells={cell: record(cell, 5), mkey: record(mkey, matched_flipped)})
+
+
+def test_answer_separates_wrong_labels_removed_from_class_thinned():
+    from sampleval.report import section_answer, section_subsets
+
+    text = "\n".join(section_answer(_answer_inputs(0.02, 1)))
+    assert "| 0.0080, p 0.0200, q 0.0200, min p 0.0078 | wrong labels removed: beats removing as many random samples of the same classes (5 vs 1 flipped" in text
+    assert "class-deletion confound: 4" in text  # 5 of 5 removed are 4s
+    assert "1 strip a class but beat their class-matched control, so the lost class does not explain them" in text
+    thinned = "\n".join(section_answer(_answer_inputs(0.2, 1)))
+    assert "class thinned: no better than removing as many random samples of the same classes" in thinned
+    assert "1 of the significant ones come with a stripped class: `tracin/global/remove-harmful@0.05` (not beating the class-matched control)." in thinned
+    table = "\n".join(section_subsets(_answer_inputs(0.2, 1)))
+    assert "| tracin | global | remove-harmful | 0.05 | class-matched |" in table and "integer correct-counts" in table
+
+
+def test_refine_section_reports_min_attainable_p():
+    from sampleval.report import ReportInputs, section_refine
+
+    entry = {"test_accuracy": 0.9, "flipped_remaining": 40.0, "dcs": 0.1, "heldout_loss": 0.3}
+    ref = {"rounds": 1, "n_remove_per_round": 58, "ranking": "tracin", "n_seeds": 8, "dcs_score": "tracin", "n_val_heldout": 120,
+           "refined": {"round_0": entry, "round_1": entry}, "random": {"round_0": entry, "round_1": entry},
+           "tests": {"test_accuracy": {"round_1": {"p": 0.0078, "p_bh": 0.0078, "min_attainable_p": 0.0078125, "cohen_dz": 1.0,
+                                                   "tested_on": "correct counts"}}}}
+    text = "\n".join(section_refine(ReportInputs({}, {}, {}, {}, extra={"refine": ref})))
+    assert "| min attainable p |" in text and "| 1 | 0.9000 | 0.9000 | 0.0078 | 0.0078 | 0.0078 |" in text
+    assert "integer correct-counts" in text

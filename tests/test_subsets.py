@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sampleval.subsets import choose_subset, control_of, helpfulness
+from sampleval.subsets import choose_subset, control_of, helpfulness, matched_of, parse_strategy
 
 IDS = np.array([f"s{i:03d}" for i in range(200)])
 SCORES = np.random.default_rng(0).normal(size=200)
@@ -87,3 +87,70 @@ def test_fraction_rounding_to_empty_rejected_and_bad_inputs():
         choose_subset(IDS, np.full(200, np.nan), "remove-harmful", 0.1, 0)
     with pytest.raises(ValueError, match="unknown subset strategy"):
         choose_subset(IDS, SCORES, "remove-worst", 0.1, 0)
+
+
+LABELS = np.repeat(np.arange(4), [80, 60, 40, 20])  # the given labels (unequal classes)
+SKEWED = np.where(LABELS == 2, -5.0, 0.0) + SCORES  # the ranking picks class 2 first
+
+
+@pytest.mark.parametrize("strategy, fraction", [("remove-harmful", 0.1), ("remove-helpful", 0.3), ("select-helpful", 0.25)])
+def test_class_matched_control_has_the_strategys_composition_drawn_at_random(strategy, fraction):
+    ranked = choose_subset(IDS, SKEWED, strategy, fraction, seed=0)
+    per_class = [int(ranked.chosen[LABELS == c].sum()) for c in range(4)]
+    draws = [choose_subset(IDS, SKEWED, matched_of(strategy), fraction, seed, labels=LABELS) for seed in (0, 1)]
+    for m in draws:
+        assert [int(m.chosen[LABELS == c].sum()) for c in range(4)] == per_class  # same size, same classes
+        assert np.array_equal(m.keep, ~m.chosen) == strategy.startswith("remove")
+    assert not np.array_equal(draws[0].chosen, draws[1].chosen)  # a new draw per seed
+    assert not np.array_equal(draws[0].chosen, ranked.chosen)  # random within the class, not the ranked samples
+    again = choose_subset(IDS, SKEWED, matched_of(strategy), fraction, 0, labels=LABELS)
+    assert np.array_equal(again.keep, draws[0].keep)
+    assert parse_strategy(matched_of(strategy)) == (strategy.split("-")[0], "matched")
+
+
+def test_class_matched_remove_f_and_select_one_minus_f_keep_the_same_ids():
+    a = choose_subset(IDS, SKEWED, "remove-harmful-matched", 0.6, seed=4, labels=LABELS)
+    b = choose_subset(IDS, SKEWED, "select-helpful-matched", 0.4, seed=4, labels=LABELS)
+    assert np.array_equal(a.keep, b.keep)
+
+
+def test_class_matched_on_multilabel_matches_label_vectors():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 50)
+    ranked = choose_subset(IDS, SCORES, "remove-harmful", 0.2, 0)
+    m = choose_subset(IDS, SCORES, "remove-harmful-matched", 0.2, 3, labels=y)
+    for pattern in ([1, 0], [0, 1], [1, 1], [0, 0]):
+        rows = (y == pattern).all(axis=1)
+        assert m.chosen[rows].sum() == ranked.chosen[rows].sum()
+
+
+def test_class_matched_bad_inputs():
+    with pytest.raises(ValueError, match="given labels"):
+        choose_subset(IDS, SCORES, "remove-harmful-matched", 0.1, 0)
+    with pytest.raises(ValueError, match="only ranked strategies"):
+        matched_of("remove-random")
+    with pytest.raises(ValueError, match="unknown subset strategy"):
+        choose_subset(IDS, SCORES, "remove-random-matched", 0.1, 0, labels=LABELS)
+
+
+def test_class_matched_cell_record_copies_the_composition_and_records_counts():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_experiment import CFG, _prepared, _scores  # noqa: E402
+
+    from sampleval.subset_runs import run_subset_cell
+
+    prepared = _prepared()
+    scores = _scores(prepared, "tracin")
+    ranked = run_subset_cell(prepared, CFG, "remove-harmful", 0.2, [0, 1], "global", scores, "tracin")
+    matched = run_subset_cell(prepared, CFG, "remove-harmful-matched", 0.2, [0, 1], "global", scores, "tracin")
+    assert matched["ranking"] == "tracin" and matched["strategy"] == "remove-harmful-matched"
+    for s in ("0", "1"):
+        assert matched["seeds"][s]["chosen_class_composition"] == ranked["seeds"][s]["chosen_class_composition"]
+        assert matched["seeds"][s]["n_chosen"] == ranked["seeds"][s]["n_chosen"] == 12
+        for rec in (ranked, matched):
+            seed = rec["seeds"][s]
+            assert isinstance(seed["n_correct"], int) and seed["n_test"] == 15 and seed["n_correct"] / 15 == seed["accuracy"]
+    assert matched["seeds"]["0"]["ids_sha256"] != matched["seeds"]["1"]["ids_sha256"]  # drawn per seed
+    assert matched["seeds"]["0"]["flipped_in_chosen"] < ranked["seeds"]["0"]["flipped_in_chosen"] == 5  # at random within the classes
