@@ -277,6 +277,15 @@ SCHEMA: dict[str, Any] = {
         "ranking": Spec(lambda x: isinstance(x, str) and x != "", "the name of a ranking column of data/detect/<cell>.parquet, e.g. tracin"),
         "knn": integer(1, 1000),
     },
+    # review loop: sampleval/suspects.py and sampleval/corrections.py
+    "suspects": {
+        "ranking": Spec(lambda x: isinstance(x, str) and x != "",
+                        "recommended (the detection summary's recommendation), an estimator of influence.methods or a detect.combinations name"),
+        "top_k": integer(1, 100000),
+    },
+    "corrections": {
+        "seeds": seed_list(8, 20),
+    },
 }
 
 
@@ -410,6 +419,11 @@ def check_consistency(params: dict) -> None:
             and params["data"]["image_size"] is not None and params["data"]["image_size"] < 32:
         raise ParamsError("params: 'data.image_size' must be >= 32 for resnet18/densenet121")
     check_detect(params["detect"])
+    rank = params["suspects"]["ranking"]
+    if rank != "recommended" and rank not in params["detect"]["combinations"] and estimators.column_kind(rank) != estimators.MAGNITUDE \
+            and rank not in params["influence"]["methods"]:
+        raise ParamsError(f"params: 'suspects.ranking' = {rank!r} is not computed; use recommended, a name in 'influence.methods' "
+                          f"({', '.join(params['influence']['methods'])}) or a 'detect.combinations' name")
 
 
 def is_multiclass(data: dict) -> bool:

@@ -96,7 +96,9 @@ def _folders(data: dict, seed: int) -> tuple[np.ndarray, pd.DataFrame, list[str]
 LOADERS = {"digits": _digits, "nih14": _xray, "chexpert": _xray, "table": _table, "imagefolder": _folders, "manifest": _folders}
 
 
-def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path) -> dict:
+def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path, corrections: str | Path | None = None) -> dict:
+    """``corrections``: a reviewer's corrections CSV (:mod:`sampleval.corrections`), applied to
+    the training split after the noise injection and recorded in the manifest; None: none."""
     images, table, classes, task, skipped, *more = LOADERS[data["source"]](data, seed)
     source_extra = more[0] if more else {}
     clean = table["label"].copy()
@@ -119,5 +121,12 @@ def prepare_dataset(data: dict, noise: dict, seed: int, out_dir: str | Path) -> 
     table["flipped"] = flipped
     table["row"] = np.arange(len(table))
     columns = ["sample_id", "row", "split", "label", "clean_label", "flipped"] + [c for c in ("patient_id", "label_mask") if c in table]
-    extra = {"source": data["source"], "noise": noise, "skipped": skipped, **source_extra}
-    return save_prepared(out_dir, images, table[columns], task, classes, extra)
+    from .corrections import APPLIED, apply_corrections, read_corrections
+    from .io import write_parquet
+
+    corr, digest = read_corrections(corrections)
+    table, applied, record = apply_corrections(table[columns], corr, classes, task, digest, str(corrections) if corrections else None)
+    extra = {"source": data["source"], "noise": noise, "skipped": skipped, **source_extra, "corrections": record}
+    manifest = save_prepared(out_dir, images, table, task, classes, extra)
+    write_parquet(Path(out_dir) / APPLIED, applied)
+    return manifest

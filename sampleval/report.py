@@ -466,6 +466,7 @@ FIGURES = {
     "section_detection": {"plots/detection/curves.png": "Detection curves per noise setting",
                           "plots/detection/thresholds.png": "Detection at score thresholds"},
     "section_refine": {"plots/refine.png": "Refinement rounds against random removal"},
+    "section_corrections": {"plots/suspects.png": "The top suspects with their given and suggested labels"},
     "section_score_shapes": {"plots/score_shapes_sorted.png": "Sorted-score shapes over the sweep",
                              "plots/score_shapes_threshold.png": "Test accuracy against flip ratio"},
 }
@@ -566,10 +567,57 @@ def section_refine(inp: ReportInputs) -> list[str]:
     return lines
 
 
+def section_corrections(inp: ReportInputs) -> list[str]:
+    """The flagged samples (data/label_issues.parquet, top 10) and the reviewer's corrections
+    against a random control of the same size (metrics/corrections.json)."""
+    sus, corr = inp.extra.get("suspects"), inp.extra.get("corrections")
+    if not sus and not corr:
+        return []
+    lines = ["## Corrections", ""]
+    if sus:
+        found = sus.get("found") or {}
+        lines += [
+            f"Flagged samples to review: `data/label_issues.csv` (every training sample, most suspect first by `{sus['ranking']}`; "
+            f"the top {sus['top_k']} marked `is_suspect`, grid `plots/suspects.png`)"
+            + (f"; {found['found']} of the {found['n_flipped']} injected flips are in its top {found['k']} rows." if found else "."),
+            "",
+            "| rank | sample | given | suggested (p) | score | flipped |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sus["top"]:
+            flipped = "n/a" if r.get("flipped") is None else ("yes" if r["flipped"] else "no")
+            lines.append(f"| {r['rank']} | {r['sample_id']} | {r['given_label']} | {r['suggested_label']} ({_fmt(r['suggested_prob'], 2)}) | "
+                         f"{_fmt(r['score'], 3)} | {flipped} |")
+        lines.append("")
+    if corr and corr.get("n_corrections"):
+        t, b = corr["corrected_vs_random"], corr["corrected_vs_before"]
+        m = corr["mean"]
+        lines += [
+            f"Corrections from `data/corrections.csv`: {corr['n_relabel']} relabelled, {corr['n_remove']} removed "
+            f"({corr['flipped_in_corrected']} of them injected flips; a random control of the same size holds "
+            f"{_fmt(corr['flipped_in_random_mean'], 2)} on average). Retrained with {len(corr['seeds'])} seeds, paired, "
+            f"exact sign-flip signed-rank test ({corr['metric']}):",
+            "",
+            "| comparison | mean (corrected) | mean (other) | mean diff | p (exact) | min attainable p | d_z |",
+            "|---|---|---|---|---|---|---|",
+            f"| corrected vs random control | {_fmt(m['corrected'])} | {_fmt(m['random'])} | {_fmt(t['mean_diff'])} | {_fmt(t['p'])} | "
+            f"{_fmt(t['min_attainable_p'])} | {_fmt(t['cohen_dz'], 3)} |",
+            f"| corrected vs before | {_fmt(m['corrected'])} | {_fmt(m['before'])} | {_fmt(b['mean_diff'])} | {_fmt(b['p'])} | "
+            f"{_fmt(b['min_attainable_p'])} | {_fmt(b['cohen_dz'], 3)} |",
+            "",
+            "Class composition of the corrected samples (given labels): "
+            + ", ".join(f"{c}: {n}" for c, n in corr["corrected_class_composition"].items() if n) + ".",
+            "",
+        ]
+    elif corr:
+        lines += ["No corrections yet: `data/corrections.csv` has no relabel or remove rows (export the top rows with "
+                  "`sampleval suspects --top 50 --export data/corrections.csv`, review them, then `dvc repro`).", ""]
+    return lines
+
+
 SECTIONS = [
     section_header,
-    # the suspects table (data/label_issues.parquet) and the corrections' before/after go here, right
-    # under the headline: what a reader acts on first
+    section_corrections,  # the suspects table's top rows and the corrections' before/after: what a reader acts on first
     section_baseline,
     section_influence,
     section_fidelity,

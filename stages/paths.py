@@ -26,6 +26,11 @@ DETECT_RECORDS = "metrics/detection/cells"  # <cell>.json per sweep cell
 DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
 DETECTION_PLOTS = "plots/detection"
 EXPERT_METRICS = "metrics/expert_labels.json"
+LABEL_ISSUES = "data/label_issues.parquet"  # the suspects table (sampleval.suspects), and as CSV:
+LABEL_ISSUES_CSV = "data/label_issues.csv"
+CORRECTIONS = "data/corrections.csv"  # a reviewer's corrections, applied by prepare (sampleval.corrections)
+CORRECTIONS_METRICS = "metrics/corrections.json"
+SUSPECTS_PLOT = "plots/suspects.png"
 JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.compute.JobCache
 
 TRAIN_CURVE = "plots/train_curve.csv"

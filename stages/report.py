@@ -11,8 +11,10 @@ import pandas as pd
 from sampleval import plots
 from sampleval.cells import load_cells
 from sampleval.io import atomic_path, write_json, write_text
+from sampleval.label_issues import suspects_summary
 from sampleval.report import FIGURES, ReportInputs, headline, render_html, render_report
 from stages._common import log, main, start
+from stages.paths import CORRECTIONS_METRICS, LABEL_ISSUES
 from stages.paths import (DETECT_RECORDS, DETECTION, FIDELITY_METRICS, HEADLINE, INFLUENCE_METRICS, REFINE_METRICS, REPORT, REPORT_HTML, SCORES,
                           STATS_METRICS, SUBSETS, TRAIN_CURVE, TRAIN_METRICS, plot)
 
@@ -38,6 +40,7 @@ def run(argv=None) -> None:
         extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS),
                "detection_cells": [_json(str(p)) for p in sorted(Path(DETECT_RECORDS).glob("*.json"))]},
     )
+    inputs.extra.update(corrections=_json(CORRECTIONS_METRICS), suspects=suspects_summary(pd.read_parquet(LABEL_ISSUES), params["suspects"]["top_k"]))
 
     plots.train_curve_plot(pd.read_csv(TRAIN_CURVE), inputs.train["best_epoch"], plot("train_curve.png"))
     plots.influence_histogram(table, score_col, plot("influence_hist.png"))

@@ -133,7 +133,7 @@ def test_unknown_top_level_key(params):
     for key in ("foo", "trian"):
         bad = copy.deepcopy(params)
         bad[key] = 1
-        with pytest.raises(ParamsError, match=f"unknown key '{key}' \\(allowed here: checks, compute, data, detect, fidelity"):
+        with pytest.raises(ParamsError, match=f"unknown key '{key}' \\(allowed here: checks, compute, corrections, data, detect, fidelity"):
             validate(bad)
 
 

@@ -47,6 +47,7 @@ def make_repo(base: Path, edit) -> Path:
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "data" / "raw").mkdir(parents=True)
     shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
+    shutil.copy(ROOT / "data" / "corrections.csv", repo / "data" / "corrections.csv")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["epochs"] = 3
     params["influence"]["options"]["tracin"]["burn_in"] = 0  # 3 epochs: keep every checkpoint
@@ -58,6 +59,7 @@ def make_repo(base: Path, edit) -> Path:
     params["refine"].update(rounds=1, seeds=[0, 1, 2, 3, 4, 5])  # one round: 6 seeds reach alpha (2/64)
     params["shapes"]["ranking"] = "loss"  # a ranking the tiny sweep below computes
     params["detect"].update(run=["pair94-40-fixed"], rankings=["loss", "tracin_last_layer", "if_last_layer"], cleanlab_folds=2)  # if_last_layer: detect.combinations
+    params["suspects"]["ranking"] = "tracin"  # the tiny sweep's recommendation need not be among the tiny influence.methods
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -89,9 +91,25 @@ def _xray_run(repo: Path) -> Path:
 BACKGROUND_RUNS = {"test_chest_xray_fixture_end_to_end": _xray_run}
 
 
+def _relabel_flips(repo: Path, n: int) -> list[str]:
+    """A reviewed corrections file as `sampleval suspects --export` writes it for a ranking that
+    found the first ``n`` flipped training samples: relabel each to its clean class."""
+    from sampleval.prepare import prepare_dataset
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], repo / "tmp" / "prepared")
+    t = pd.read_parquet(repo / "tmp" / "prepared" / "samples.parquet")
+    shutil.rmtree(repo / "tmp")
+    flips = t[(t["split"] == "train") & t["flipped"]].head(n)
+    rows = [f"{i},relabel,{manifest['classes'][c]}\n" for i, c in zip(flips["sample_id"], flips["clean_label"])]
+    (repo / "data" / "corrections.csv").write_text("sample_id,action,new_label\n" + "".join(rows))
+    return list(flips["sample_id"])
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = make_repo(tmp_path_factory.mktemp("pipeline"), lambda p: p["data"].update(limit=400))
+    _relabel_flips(repo, 8)  # the review loop: prepare applies them, the corrections stage tests them
     return repo, _dvc(repo, "repro")
 
 
@@ -126,6 +144,45 @@ def test_repro_produces_every_declared_output(repo):
 
 def test_second_repro_runs_nothing(repo):
     repo, _ = repo
+    assert _ran(_dvc(repo, "repro")) == set()
+
+
+def test_corrections_reach_the_report_with_their_exact_test(repo):
+    """The relabelled flips are applied by prepare (manifest), retrained against a random
+    control of the same size with 8 seeds, and the report shows the exact p."""
+    repo, _ = repo
+    manifest = json.loads((repo / "data/prepared/manifest.json").read_text())
+    assert manifest["corrections"]["counts"] == {"relabel": 8, "remove": 0, "keep": 0}
+    assert manifest["corrections"]["n_flipped_relabelled_to_clean"] == 8
+    rec = json.loads((repo / "metrics/corrections.json").read_text())
+    assert (rec["n_relabel"], rec["n_remove"], rec["flipped_in_corrected"], len(rec["seeds"])) == (8, 0, 8, 8)
+    test = rec["corrected_vs_random"]
+    assert test["min_attainable_p"] == pytest.approx(2 / 2 ** test["n_nonzero"], abs=1e-4) and 0 < test["p"] <= 1
+    report = (repo / "report.md").read_text()
+    section = report[report.index("## Corrections"):]
+    row = next(line for line in section.splitlines() if line.startswith("| corrected vs random control"))
+    assert f"| {test['p']:.4f} |" in row
+    issues = pd.read_csv(repo / "data/label_issues.csv")
+    assert issues["rank"].tolist() == list(range(1, len(issues) + 1)) and (issues["ranking"] == "tracin").all()
+    assert issues["is_suspect"].sum() == min(50, len(issues)) and (repo / "plots/suspects.png").stat().st_size > 10_000
+
+
+def test_exported_corrections_mark_prepare(repo):
+    """`sampleval suspects --top 10 --export data/corrections.csv` edits a dependency of
+    prepare: `dvc status` marks prepare, the one stage that reads the file (not run here)."""
+    repo, _ = repo
+    path = repo / "data/corrections.csv"
+    before = path.read_text()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sampleval.cli", "suspects", "--top", "10", "--export", "data/corrections.csv"],
+                              cwd=repo, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        exported = pd.read_csv(path, keep_default_na=False)
+        assert len(exported) == 10 and set(exported["action"]) <= {"relabel", "keep"}
+        changed = set(re.findall(r"^([\w@.-]+):\s*$", _dvc(repo, "status"), flags=re.M))
+        assert changed == {"prepare"}, changed  # its output changes next, and with it everything after it
+    finally:
+        path.write_text(before)
     assert _ran(_dvc(repo, "repro")) == set()
 
 

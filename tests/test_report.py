@@ -78,7 +78,7 @@ def test_every_number_comes_from_the_inputs():
     text = render_report(_inputs())
     assert "1e-4" not in text and "float64" not in text  # no fixed claims
     assert "3.0e-04 of the largest score" in text
-    assert [s.__name__ for s in SECTIONS][:2] == ["section_header", "section_baseline"]
+    assert [s.__name__ for s in SECTIONS][:3] == ["section_header", "section_corrections", "section_baseline"]
     only = render_report(_inputs(), sections=[SECTIONS[0]])
     assert only.startswith("# Sample valuation report") and "## Answer" not in only
 
