@@ -89,9 +89,10 @@ def headline(inp: ReportInputs) -> dict:
 
     - ``test_accuracy``: the baseline's test accuracy (metrics/train.json);
     - ``n_flipped``: labels flipped by noise injection in the training split;
-    - ``flips_top5``: of those, how many the recommended ranking (``detect.recommended``) puts in
-      its top 5 %, on the main run's data: read from the detection sweep's cell that is the main
-      run (same noise, noise draw and seed: :func:`matching_cell`), ``None`` without one;
+    - ``flips_top5``: of those, how many the recommended ranking (chosen by detect-summary) puts in
+      its top 5 %, on the main run's data: from the suspects table (data/label_issues.parquet),
+      else from the detection sweep's cell that is the main run (same noise, noise draw and seed:
+      :func:`matching_cell`), ``None`` without either;
     - ``rec_auroc``, ``rec_ap``: the recommended ranking's detection AUROC and average precision,
       mean over the sweep's seeds at that cell's setting (metrics/detection/summary.json);
     - ``best_diff``, ``best_q``, ``best_min_p``: the subset strategy with the largest mean
@@ -106,8 +107,12 @@ def headline(inp: ReportInputs) -> dict:
     out = {"test_accuracy": _num(inp.train.get("test", {}).get("accuracy")), "n_flipped": inp.influence.get("n_flipped")}
     det = inp.extra.get("detection") or {}
     rec, setting, cell = _recommended(inp)
-    found = ((cell or {}).get("rankings", {}).get(rec) or {}).get("found_top_5pct") if rec else None
-    out["flips_top5"] = None if found is None else int(round(found * cell["n_flipped"]))
+    top5 = (inp.extra.get("suspects") or {}).get("found_top5")
+    if top5:  # the main run's own suspects table (data/label_issues.parquet), ranked by the recommendation
+        out["flips_top5"] = top5["found"]
+    else:
+        found = ((cell or {}).get("rankings", {}).get(rec) or {}).get("found_top_5pct") if rec else None
+        out["flips_top5"] = None if found is None else int(round(found * cell["n_flipped"]))
     entry = det.get("table", {}).get(setting, {}).get(rec, {}) if rec else {}
     out["rec_auroc"], out["rec_ap"] = _num(entry.get("auroc_mean")), _num(entry.get("average_precision_mean"))
     best = best_comparison(inp.stats)

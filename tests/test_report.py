@@ -124,11 +124,20 @@ def _headline_inputs():
 
 
 def test_headline_has_ten_flat_numbers_from_the_metrics():
-    from sampleval.report import headline
+    from sampleval.report import finding, headline
 
     h = headline(_headline_inputs())
     assert h == {"test_accuracy": 0.9, "n_flipped": 10, "flips_top5": 9, "rec_auroc": 0.97, "rec_ap": 0.61,
-                 "best_diff": 0.02, "best_q": 0.01, "best_min_p": 0.0312, "refine_gain": 0.0199, "refine_q": 0.0938, "lds_best": 0.31}
+                 "best_diff": 0.02, "best_q": 0.01, "best_min_p": 0.0312, "best_vs_matched_diff": None, "best_vs_matched_q": None,
+                 "refine_gain": 0.0199, "refine_q": 0.0938, "lds_best": 0.31}
+    # the main run's own suspects table wins over the sweep cell; the class-matched control of the best strategy is quoted
+    inp = _headline_inputs()
+    inp.extra["suspects"] = {"found_top5": {"k": 60, "n_flipped": 10, "found": 10}}
+    best = max(inp.stats["comparisons"].values(), key=lambda r: r["mean_diff"])
+    inp.stats = {**inp.stats, "class_matched": {best["name"]: {**best, "mean_diff": 0.005, "p_bh": 0.2}}}
+    h = headline(inp)
+    assert h["flips_top5"] == 10 and h["best_vs_matched_diff"] == 0.005 and h["best_vs_matched_q"] == 0.2
+    assert "by +0.5 points against random samples of the same classes (q 0.2000), so not distinguishable from thinning" in finding(inp)
     # coinciding cells count once and the largest difference wins; a missing source gives None, not an error
     empty = headline(ReportInputs({"test": {"accuracy": 0.5}}, {}, {}, {"seed": 0, "noise": {"kind": "none", "rate": 0, "pairs": []}}))
     assert empty["test_accuracy"] == 0.5 and all(v is None for k, v in empty.items() if k != "test_accuracy")
