@@ -105,33 +105,45 @@ def subsets_table(cells: dict, metric: str) -> pd.DataFrame:
 
 
 def subsets_plot(df: pd.DataFrame, metric: str, baseline: float, path) -> None:
-    """Rows: variants; columns: strategy@fraction. In each panel one point per ranking
-    (mean, bar = min..max over seeds) beside its random control."""
+    """Rows: variants; columns: strategy@fraction. In each panel one point per ranking (mean,
+    bar = min..max over seeds), its class-matched control beside it where there is one (orange:
+    random samples of the same classes), and the random control (grey)."""
     ranked = df[df["ranking"] != "random"]
+    matched = ranked[ranked["strategy"].str.endswith("-matched")]
+    ranked = ranked[~ranked["strategy"].str.endswith("-matched")]
     columns = list(dict.fromkeys(zip(ranked["strategy"], ranked["fraction"])))
     variants = list(dict.fromkeys(df["variant"]))
-    fig, axes = plt.subplots(len(variants), max(len(columns), 1), figsize=(3.4 * max(len(columns), 1), 3.0 * len(variants)), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(len(variants), max(len(columns), 1), figsize=(3.8 * max(len(columns), 1), 3.0 * len(variants)), squeeze=False, sharey=True)
+
+    def point(ax, x, row, color):
+        err = np.clip([[row["mean"] - row["min"]], [row["max"] - row["mean"]]], 0, None)
+        ax.errorbar([x], [row["mean"]], yerr=err, fmt="o", color=color, capsize=3)
+
     for i, variant in enumerate(variants):
         for j, (strategy, fraction) in enumerate(columns):
             ax = axes[i, j]
             part = ranked[(ranked["variant"] == variant) & (ranked["strategy"] == strategy) & (ranked["fraction"] == fraction)]
             control = df[(df["ranking"] == "random") & (df["variant"] == variant) & (df["fraction"] == fraction)
                          & (df["strategy"] == f"{strategy.split('-')[0]}-random")]
-            labels = list(part["ranking"]) + ["random"]
-            both = pd.concat([part, control])
-            x = np.arange(len(both))
-            colors = ["tab:blue"] * len(part) + ["grey"] * len(control)
-            yerr = np.clip([both["mean"] - both["min"], both["max"] - both["mean"]], 0, None)
-            for xi, (mean, color) in enumerate(zip(both["mean"], colors)):
-                ax.errorbar([xi], [mean], yerr=yerr[:, xi : xi + 1], fmt="o", color=color, capsize=3)
+            labels = []
+            for x, (_, row) in enumerate(part.iterrows()):
+                point(ax, x, row, "tab:blue")
+                m = matched[(matched["ranking"] == row["ranking"]) & (matched["variant"] == variant)
+                            & (matched["strategy"] == f"{strategy}-matched") & (matched["fraction"] == fraction)]
+                if len(m):
+                    point(ax, x + 0.3, m.iloc[0], "tab:orange")
+                labels.append(row["ranking"])
             if len(control):
+                point(ax, len(part), control.iloc[0], "grey")
                 ax.axhline(float(control["mean"].iloc[0]), color="grey", lw=0.8, ls="--")
+                labels.append("random")
             ax.axhline(baseline, color="k", lw=0.8, ls=":")
-            ax.set_xticks(x, labels[: len(x)], rotation=30, fontsize=8)
+            ax.set_xticks(np.arange(len(labels)), labels, rotation=30, fontsize=8)
             ax.set_title(f"{variant}: {strategy} {fraction}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"test {metric}")
-    fig.suptitle("Mean over seeds (bar = min..max)\ndashed: random control; dotted: baseline on all data", fontsize=9)
+    fig.suptitle("Mean over seeds (bar = min..max). Blue: the ranking's subset; orange: random samples of the same classes "
+                 "(class-matched control);\ngrey and dashed: random control; dotted: baseline on all data", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 
