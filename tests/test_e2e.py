@@ -87,8 +87,6 @@ def _xray_run(repo: Path) -> Path:
     return repo
 
 
-# started with the session (tests/conftest.py), alongside the other tests
-BACKGROUND_RUNS = {"test_chest_xray_fixture_end_to_end": _xray_run}
 
 
 def _relabel_flips(repo: Path, n: int) -> list[str]:
@@ -106,11 +104,22 @@ def _relabel_flips(repo: Path, n: int) -> list[str]:
     return list(flips["sample_id"])
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("pipeline"), lambda p: p["data"].update(limit=400))
+def _main_run(base: Path) -> tuple[Path, str]:
+    """The main tiny pipeline's first `dvc repro` (the module's ``repo``)."""
+    repo = make_repo(base, lambda p: p["data"].update(limit=400))
     _relabel_flips(repo, 8)  # the review loop: prepare applies them, the corrections stage tests them
     return repo, _dvc(repo, "repro")
+
+
+# started with the session (tests/conftest.py), alongside the unit tests: the main tiny pipeline
+# first (the module's tests wait for it), then the X-ray fixture's run
+BACKGROUND_RUNS = {"test_repro_produces_every_declared_output": _main_run, "test_chest_xray_fixture_end_to_end": _xray_run}
+
+
+@pytest.fixture(scope="module")
+def repo(background_runs, tmp_path_factory):
+    future = background_runs.get("test_repro_produces_every_declared_output")
+    return future.result() if future is not None else _main_run(tmp_path_factory.mktemp("pipeline"))
 
 
 def test_repro_produces_every_declared_output(repo):
