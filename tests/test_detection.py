@@ -179,11 +179,17 @@ def _fake_cells(tmp_path, settings, seeds):
             (tmp_path / f"{s}-s{seed}.json").write_text(json.dumps(rec))
 
 
-def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
+def _fake_sweep(tmp_path):
+    """Two fake settings (uniform u, pairwise p) x 3 seeds of cell records, and their detect params."""
     settings, seeds = ["u", "p"], [0, 1, 2]
     _fake_cells(tmp_path, settings, seeds)
     det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
            "recommend": {"rule": "best_mean"}, "stability_setting": "p"}
+    return settings, seeds, det
+
+
+def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
+    settings, seeds, det = _fake_sweep(tmp_path)
     summary, insp, thr = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
     rec = summary["recommended"]
     assert rec["development"]["n_cells"] == 2 and rec["held_out"]["n_cells"] == 4
@@ -204,10 +210,7 @@ def test_summary_compares_with_cleanlab_and_reports_stability(tmp_path):
 
 
 def test_lowest_auroc_over_cells_is_the_lowest_cell_not_a_mean(tmp_path):
-    settings, seeds = ["u", "p"], [0, 1, 2]
-    _fake_cells(tmp_path, settings, seeds)
-    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
-           "recommend": {"rule": "best_mean"}, "stability_setting": "p"}
+    settings, seeds, det = _fake_sweep(tmp_path)
     summary, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0])
     a = summary["advice"]["uniform"]
     per_cell = {f"u-s{seed}": json.loads((tmp_path / f"u-s{seed}.json").read_text())["rankings"]["cleanlab"]["auroc"] for seed in seeds}
