@@ -29,10 +29,12 @@ import torch
 from sampleval.data.digits import load_digits_source
 from sampleval.data.noise import inject_noise
 from sampleval.data.splits import stratified_split
-from sampleval.influence import REGISTRY, InfluenceContext, run_estimator
+from sampleval.influence.context import InfluenceContext
+from sampleval.influence.registry import ESTIMATORS
+from sampleval.influence.runner import run_estimator
 from sampleval.influence.core import Samples, load_checkpoints
 from sampleval.influence.tracin import tracin_scores
-from sampleval.training import TrainConfig, list_checkpoints, train
+from sampleval.training.loop import TrainConfig, list_checkpoints, train
 
 
 def main() -> None:
@@ -77,7 +79,7 @@ def main() -> None:
             ratios = [a / b for a, b in zip(times[method], times["training"])]
             label = f"tracin ({method}{', the default' if method == 'central' else ''})"
             print(f"| {label} | {t:.3f} (median of {args.repeats}) | {t / t_train:.2f}x | {min(ratios):.2f}-{max(ratios):.2f}x |", flush=True)
-        for name in REGISTRY:  # each pipeline estimator with all its columns, once
+        for name in ESTIMATORS:  # each pipeline estimator with all its columns, once
             if name == "tracin":
                 continue
             _, t = _timed(lambda: run_estimator(name, InfluenceContext(**base)))

@@ -13,36 +13,42 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from sampleval import refine as rf  # noqa: E402
-from sampleval.compute import Compute  # noqa: E402
+from sampleval.experiments import refine as rf  # noqa: E402
+from sampleval.influence.settings import InfluenceSettings  # noqa: E402
+from sampleval.runtime.compute import Compute  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
 from sampleval.detection.sweep import run_sweep  # noqa: E402
 from sampleval.io import round_floats  # noqa: E402
-from sampleval.training import TrainConfig  # noqa: E402
+from sampleval.training.loop import TrainConfig  # noqa: E402
 from stages._common import start  # noqa: E402
 from stages.paths import PREPARED  # noqa: E402
 
 
+def compute(params, workers):
+    return Compute.from_params(replace(params, compute=replace(params.compute, workers=workers)))
+
+
 def detect(params, workers):
-    det = params["detect"]
-    return run_sweep(params, det["run"], det["seeds"], Compute.from_params({**params, "compute": {**params["compute"], "workers": workers}}))
+    det = params.detect
+    return run_sweep(params, det.run, det.seeds, compute(params, workers))
 
 
 def refine(params, workers):
-    r, inf = params["refine"], params["influence"]
+    r = params.refine
     setup = rf.RefineSetup(
-        prepared=load_prepared(PREPARED), cfg=TrainConfig.from_params(params), ranking=r["ranking"], dcs_score=r["dcs_score"],
-        rounds=r["rounds"], fraction=r["fraction"], influence={k: inf[k] for k in ("batch_size", "damping", "cg_iterations", "tracin_method", "options")},
-        heldout_fraction=r["heldout_fraction"], split_seed=params["seed"],
+        prepared=load_prepared(PREPARED), cfg=TrainConfig.from_params(params), ranking=r.ranking, dcs_score=r.dcs_score,
+        rounds=r.rounds, fraction=r.fraction, influence=InfluenceSettings.from_params(params.influence, params.seed),
+        heldout_fraction=r.heldout_fraction, split_seed=params.seed,
     )
-    table = rf.run(setup, r["seeds"], Compute.from_params({**params, "compute": {**params["compute"], "workers": workers}}))
-    return table, round_floats(rf.summarize(table, alpha=params["stats"]["alpha"], n_bootstrap=params["stats"]["n_bootstrap"]), 4)
+    table = rf.run(setup, r.seeds, compute(params, workers))
+    return table, round_floats(rf.summarize(table, alpha=params.stats.alpha, n_bootstrap=params.stats.n_bootstrap), 4)
 
 
 def main() -> None:
@@ -73,7 +79,7 @@ def main() -> None:
             out[w] = refine(params, w)
             times[w] = time.perf_counter() - t0
         same = out[1][0].equals(out[2][0]) and json.dumps(out[1][1]) == json.dumps(out[2][1])
-        print(f"refine ({len(params['refine']['seeds'])} seeds): workers 1 {times[1]:.1f} s, workers 2 {times[2]:.1f} s, speed-up {times[1] / times[2]:.2f}x; identical: {same}", flush=True)
+        print(f"refine ({len(params.refine.seeds)} seeds): workers 1 {times[1]:.1f} s, workers 2 {times[2]:.1f} s, speed-up {times[1] / times[2]:.2f}x; identical: {same}", flush=True)
         if args.reference:
             want = json.loads((Path(args.reference) / "metrics/refine.json").read_text())
             got = out[2][1]

@@ -2,7 +2,7 @@
 
 Part 1 (one process): the real digits upsampled to 32 px; SmallCNN, ResNet-18 and
 DenseNet-121. For each model it times one training epoch of the study's recipe
-(``sampleval.training.train``, ``epochs=1``, batch 32), then one checkpoint of our fast
+(``sampleval.training.loop.train``, ``epochs=1``, batch 32), then one checkpoint of our fast
 aggregate TracIn with each directional-derivative method (``central``, the default: two
 no-grad forward passes; ``jvp``: forward-mode AD), the epoch and the central TracIn again
 in channels-last layout (``train.channels_last``), and Captum's TracInCP in hook mode
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sampleval.influence.core import Checkpoint, Samples, as_inputs, batches, directional_derivatives, summed_gradient  # noqa: E402
 from sampleval.influence.tracin import ReducedLoss, self_influence_scores, tracin_scores  # noqa: E402
-from sampleval.training import TrainConfig, make_loss, train  # noqa: E402
+from sampleval.training.loop import TrainConfig, make_loss, train  # noqa: E402
 
 
 def digits_upsampled(n_train: int, n_val: int, side: int = 32, seed: int = 0):
@@ -194,8 +194,8 @@ def _vm_hwm_kb() -> int | None:
 def rss_child(n: int, batch_size: int) -> None:
     """Run in a subprocess: peak RSS after the uint8 data, after streaming TracIn over it,
     after self-influence, and after materialising the float copy (for comparison)."""
-    from sampleval.losses import TrainingLoss
-    from sampleval.models import SmallCNN
+    from sampleval.training.losses import TrainingLoss
+    from sampleval.training.models import SmallCNN
 
     side = 16
     torch.manual_seed(0)

@@ -14,12 +14,12 @@ Reads the pipeline's default outputs under ``--root`` (``data/prepared``, ``mode
    (suspicion = minus the signed score, 1 = every flipped label ranked first);
 3. our TracIn against dattri's exact TracIn: the speed ratio and the agreement (Spearman,
    max relative difference) at equal checkpoints;
-4. the linear datamodeling score (LDS, :mod:`sampleval.fidelity`: ``fidelity.n_subsets``
+4. the linear datamodeling score (LDS, :mod:`sampleval.experiments.fidelity`: ``fidelity.n_subsets``
    random half subsets retrained with the baseline's recipe and scored at the selected epoch,
    as the fidelity stage does) of every estimator, and of TRAK with 1, 2, 4, 8, ... models
    (prefixes of one ensemble, plus disjoint ensembles of the same size for the spread).
 
-The TRAK ensemble's models are jobs of :func:`sampleval.compute.run_jobs` (``--workers``)
+The TRAK ensemble's models are jobs of :func:`sampleval.runtime.compute.run_jobs` (``--workers``)
 cached under ``--cache`` (default ``/tmp/sampleval-bench-peers``), so a rerun trains nothing.
 The TRAK times are the mean time per model (training + TRAK features) x models, measured when
 the models were trained: a cached rerun keeps the first run's per-model times.
@@ -33,22 +33,25 @@ import os
 import platform
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from sampleval.compute import Compute
+from sampleval.config import load
+from sampleval.runtime.compute import Compute
 from sampleval.data.prepared import load_prepared
-from sampleval.estimators import suspicion
-from sampleval.fidelity import Retraining, linear_datamodeling_score, random_subsets, subset_val_losses
-from sampleval.influence import Baseline, InfluenceSettings, make_context, run_estimator
+from sampleval.influence.registry import suspicion
+from sampleval.experiments.fidelity import Retraining, linear_datamodeling_score, random_subsets, subset_val_losses
+from sampleval.influence.context import Baseline, InfluenceSettings
+from sampleval.influence.runner import run_estimator
+from sampleval.influence.core import make_context
 from sampleval.influence.core import as_inputs
 from sampleval.influence.trak import ensemble_seeds, shared_data, trak_scores
-from sampleval.training import TrainConfig, train
+from sampleval.training.loop import TrainConfig, train
 
 
 def dattri_exact_tracin(ctx, epochs: list[int]) -> np.ndarray:
@@ -94,10 +97,10 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     root = Path(args.root)
-    params = yaml.safe_load(open("params.yaml"))
+    params = load("params.yaml")
     cfg = TrainConfig.from_params(params)
     cfg.device = "cpu"
-    inf = params["influence"]
+    inf = params.influence
     prepared = load_prepared(root / "data/prepared")
     tr, va = prepared.split("train"), prepared.split("val")
     flipped = tr.flipped.astype(bool)
@@ -105,12 +108,12 @@ def main() -> None:
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; n_train {len(tr.ids)}, n_val {len(va.ids)}, flipped {int(flipped.sum())}"]
 
     def context(options: dict | None = None):
-        settings = InfluenceSettings.from_params({**inf, "options": {**inf["options"], **(options or {})}}, params["seed"])
+        settings = InfluenceSettings.from_params(replace(inf, options={**inf.options, **(options or {})}), params.seed)
         return make_context(Baseline.load(prepared, cfg, root / "models/checkpoints", root / "models/model.pt"), settings)
 
     # 1. one training run
     def one_training() -> float:
-        return timed(lambda: train(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg, params["seed"]))[1]
+        return timed(lambda: train(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg, params.seed))[1]
 
     train_times = [one_training()]  # timed again after the estimators and at the end: the median is the unit
     train_s = train_times[0]
@@ -149,11 +152,11 @@ def main() -> None:
 
     # TRAK: one ensemble of --models models, cached jobs; prefixes and disjoint groups
     shared = shared_data(context())
-    seeds = ensemble_seeds(params["seed"], args.models)
+    seeds = ensemble_seeds(params.seed, args.models)
     compute = Compute("local", args.workers, cpu_threads=1)
-    from sampleval.compute import JobCache, run_jobs
+    from sampleval.runtime.compute import JobCache, run_jobs
     from sampleval.influence.trak import data_fingerprint, trak_model_job
-    jobs = [{"seed": s, "train": __import__("dataclasses").asdict(cfg), "proj_dim": 512, "regularization": 0.0, "batch_size": inf["batch_size"]} for s in seeds]
+    jobs = [{"seed": s, "train": __import__("dataclasses").asdict(cfg), "proj_dim": 512, "regularization": 0.0, "batch_size": inf.batch_size} for s in seeds]
     (per_model, wall) = timed(lambda: run_jobs(trak_model_job, jobs, compute, shared=shared, desc="trak ensemble",
                                               cache=JobCache(Path(args.cache), data_fingerprint(shared))))
     per_model_s = float(np.mean([r["train_s"] + r["trak_s"] for r in per_model]))
@@ -164,7 +167,7 @@ def main() -> None:
         return xinv * np.mean([np.asarray(per_model[i]["q"]) for i in group], axis=0)
 
     sizes = [m for m in (1, 2, 4, 8, 16, 32) if m <= args.models]
-    check, _ = timed(lambda: trak_scores(shared, cfg, seeds[:2], 512, 0.0, inf["batch_size"], None, args.cache)[0])
+    check, _ = timed(lambda: trak_scores(shared, cfg, seeds[:2], 512, 0.0, inf.batch_size, None, args.cache)[0])
     assert np.allclose(check, trak_of([0, 1])), "trak_scores and the benchmark's ensemble disagree"
     add("trak, 512-dim, 1 model (TRAK features only)", "dattri", trak_feat_s, trak_of([0]))
     for m in sizes:
@@ -178,11 +181,11 @@ def main() -> None:
     s_ours = rows[0][2]
 
     # 4. LDS
-    n_subsets = args.n_subsets or params["fidelity"]["n_subsets"]
+    n_subsets = args.n_subsets or params.fidelity.n_subsets
     selected = int(torch.load(root / "models/model.pt", map_location="cpu", weights_only=True)["epoch"])
     setup = Retraining(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg, epoch=selected)
-    masks = random_subsets(len(tr.ids), n_subsets, params["fidelity"]["subset_fraction"], params["seed"])
-    losses, lds_s = timed(lambda: subset_val_losses(setup, masks, params["fidelity"]["subset_seeds"]))
+    masks = random_subsets(len(tr.ids), n_subsets, params.fidelity.subset_fraction, params.seed)
+    losses, lds_s = timed(lambda: subset_val_losses(setup, masks, params.fidelity.subset_seeds))
     lds = {name: linear_datamodeling_score(v, masks, losses) for name, v in scores.items() if "self_influence" not in name}
     groups = {}
     for m in sizes:
@@ -202,7 +205,7 @@ def main() -> None:
     out += ["", f"Our fast TracIn vs dattri's exact TracIn over the same {len(epochs)} checkpoints and learning rates: "
             f"{s_exact / s_ours:.0f}x faster ({s_ours:.2f} s vs {s_exact:.2f} s), Spearman {rho:.6f}, max difference "
             f"{rel:.2e} of the largest score (our central differences in float32).", "",
-            f"LDS: {n_subsets} random {params['fidelity']['subset_fraction']:.0%} subsets, retraining seeds {params['fidelity']['subset_seeds']}, "
+            f"LDS: {n_subsets} random {params.fidelity.subset_fraction:.0%} subsets, retraining seeds {params.fidelity.subset_seeds}, "
             f"scored at the selected epoch {selected} ({lds_s:.0f} s of retraining).", "",
             "TRAK's LDS by ensemble size (prefix = models with seeds 1..m; disjoint = every disjoint group of m models of the ensemble):", "",
             "| models | LDS (prefix) | disjoint groups: mean | min | max | n groups |", "|---|---|---|---|---|---|"]

@@ -11,9 +11,9 @@ the validation gradient against the training directional derivatives, one checkp
 and what the shared object costs (pickled in memory, against loading the checkpoints from
 their paths).
 
-Part 2, the executor (``sampleval.compute.run_jobs``) with 2 workers, ``local`` and ``ray``:
+Part 2, the executor (``sampleval.runtime.compute.run_jobs``) with 2 workers, ``local`` and ``ray``:
 an empty job (2 and 50 jobs: the marginal wall time per job) and a one-epoch training job
-(``sampleval.experiment.train_and_evaluate`` with ``train.epochs`` 1; 4 jobs against the
+(``sampleval.training.retrain.train_and_evaluate`` with ``train.epochs`` 1; 4 jobs against the
 same 4 in this process). ``local`` starts a pool in every call (its start-up is in each
 time); ``ray`` starts a private 2-CPU instance once and its worker processes on a first call
 (both timed apart), and the calls reuse them.
@@ -44,15 +44,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from sampleval.compute import Compute, run_jobs  # noqa: E402
-from sampleval.determinism import configure_torch  # noqa: E402
-from sampleval.config import load_params  # noqa: E402
+from sampleval.runtime.compute import Compute, run_jobs  # noqa: E402
+from sampleval.runtime.determinism import configure_torch  # noqa: E402
+from sampleval.config import load  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
-from sampleval.influence import Baseline, InfluenceSettings, make_context  # noqa: E402
+from sampleval.influence.context import Baseline, InfluenceSettings
+from sampleval.influence.core import make_context  # noqa: E402
 from sampleval.influence.core import full_float32, load_checkpoints, streamable, summed_gradient, directional_derivatives  # noqa: E402
 from sampleval.influence.tracin import ShardInputs, self_influence_scores, sharded_scores, tracin_scores  # noqa: E402
 from sampleval.io import write_parquet  # noqa: E402
-from sampleval.training import TrainConfig  # noqa: E402
+from sampleval.training.loop import TrainConfig  # noqa: E402
 from stages import paths  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def empty_job(shared, job):
 
 
 def one_epoch_job(shared, seed):
-    from sampleval.experiment import train_and_evaluate
+    from sampleval.training.retrain import train_and_evaluate
 
     prepared, cfg = shared
     _, metrics = train_and_evaluate(prepared, cfg, seed)
@@ -91,12 +92,11 @@ def main() -> None:
     ap.add_argument("--skip-ray", action="store_true")
     args = ap.parse_args()
     root = Path(args.root)
-    params = load_params(ROOT / "params.yaml")
-    configure_torch(params["train"]["cpu_threads"])
-    inf = params["influence"]
+    params = load(ROOT / "params.yaml")
+    configure_torch(params.train.cpu_threads)
     cfg = TrainConfig.from_params(params)
     prepared = load_prepared(root / paths.PREPARED)
-    ctx = make_context(Baseline.load(prepared, cfg, root / paths.CHECKPOINTS, root / paths.MODEL), InfluenceSettings.from_params(inf, params["seed"]))
+    ctx = make_context(Baseline.load(prepared, cfg, root / paths.CHECKPOINTS, root / paths.MODEL), InfluenceSettings.from_params(params.influence, params.seed))
     bs, method, ck = ctx.batch_size, ctx.tracin_method, ctx.checkpoints
     n_train, n_val = len(streamable(ctx.train)[0]), len(streamable(ctx.val)[0])
     local2 = replace(Compute.from_params(params), backend="local", workers=2, address=None)
@@ -158,7 +158,7 @@ def main() -> None:
     shared = ShardInputs(ctx.model.cpu(), ctx.loss_fn, list(ck), streamable(ctx.train), streamable(ctx.val), bs, method)
     blob, tp = timed(lambda: pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
     _, tu = timed(lambda: pickle.loads(blob))
-    from sampleval.checkpoints import list_checkpoints
+    from sampleval.training.checkpoints import list_checkpoints
 
     _, tl = timed(lambda: load_checkpoints(list_checkpoints(root / paths.CHECKPOINTS)))
     ck_bytes = sum(p.stat().st_size for p in list_checkpoints(root / paths.CHECKPOINTS))
@@ -169,9 +169,9 @@ def main() -> None:
     # stand-in for another device, where bitwise equality is not to be expected
     torch.set_num_threads(2)
     other = tracin_scores(ctx.model, ctx.loss_fn, ck, ctx.train, ctx.val, bs, progress=False, method=method)
-    torch.set_num_threads(params["train"]["cpu_threads"])
+    torch.set_num_threads(params.train.cpu_threads)
     rel = max(np.abs(other[k] - whole[k]).max() / np.abs(whole[k]).max() for k in whole)
-    print(f"float32 rounding: 2 torch threads instead of {params['train']['cpu_threads']}: bitwise equal {same(other, whole)}, "
+    print(f"float32 rounding: 2 torch threads instead of {params.train.cpu_threads}: bitwise equal {same(other, whole)}, "
           f"largest difference {rel:.2e} of the column's largest |score|")
 
     # --- part 2: executor overhead ---------------------------------------------------------
@@ -194,7 +194,7 @@ def main() -> None:
         res4, w4 = timed(lambda: run_jobs(one_epoch_job, [0, 1, 2, 3], compute, shared=(prepared, cfg1)))
         print(f"| {name} | (in each call) | {e2:.2f} | {e50:.2f} | {(e50 - e2) / 48:.3f} | {w4:.2f} | {ts4 / w4:.2f}x | {res4 == serial4} |")
     if ray is not None:
-        from sampleval.compute import ray_session
+        from sampleval.runtime.compute import ray_session
 
         ray_compute = replace(local2, backend="ray")
         _, t_up = timed(lambda: ray_session(ray_compute))  # a private 2-CPU instance, kept for the calls below

@@ -20,7 +20,7 @@ import torch
 
 from sampleval.influence.core import Checkpoint, Samples
 from sampleval.influence.tracin import tracin_scores
-from sampleval.training import TrainConfig, train
+from sampleval.training.loop import TrainConfig, train
 
 NIH_TRAIN = 78_000  # about 90 % of the official train_val list (86,524 images)
 NIH_VAL = 8_500

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from sampleval.config import load_params
-from sampleval.correction_runs import compare_corrections
-from sampleval.corrections import APPLIED, uncorrected_table
+from sampleval.config import load
+from sampleval.experiments.correction_runs import compare_corrections
+from sampleval.data.corrections import APPLIED, uncorrected_table
 from sampleval.data.prepared import Prepared, load_prepared
-from sampleval.label_issues import export_corrections, found_in_top
-from sampleval.prepare import prepare_dataset
-from sampleval.training import TrainConfig
+from sampleval.reporting.label_issues import export_corrections, found_in_top
+from sampleval.data.prepare import prepare_dataset
+from sampleval.training.loop import TrainConfig
 
 
 def main() -> None:
@@ -34,29 +34,29 @@ def main() -> None:
     ap.add_argument("--ranking")
     ap.add_argument("--scores")
     args = ap.parse_args()
-    params = load_params("params.yaml")
-    from sampleval.determinism import configure_torch
+    params = load("params.yaml")
+    from sampleval.runtime.determinism import configure_torch
 
-    configure_torch(params["train"]["cpu_threads"])  # as every stage does: 1 thread
+    configure_torch(params.train.cpu_threads)  # as every stage does: 1 thread
     table = pd.read_parquet(args.table)
     if args.ranking:
-        from sampleval.suspects import ranking_suspicion
+        from sampleval.reporting.suspects import ranking_suspicion
 
         scores = pd.read_parquet(args.scores).set_index("sample_id").loc[table["sample_id"]].reset_index()
-        table["score"] = ranking_suspicion(scores, args.ranking, params["detect"]["combinations"])
+        table["score"] = ranking_suspicion(scores, args.ranking, params.detect.combinations)
         table["ranking"] = args.ranking
         table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
         table["rank"] = range(1, len(table) + 1)
     with tempfile.TemporaryDirectory() as tmp:
         corr = Path(tmp) / "corrections.csv"
         exported = export_corrections(table, args.top, corr)
-        prepare_dataset(params["data"], params["noise"], params["seed"], Path(tmp) / "prepared", corr)
+        prepare_dataset(params.data, params.noise, params.seed, Path(tmp) / "prepared", corr)
         prep = load_prepared(Path(tmp) / "prepared")
         applied = pd.read_parquet(Path(tmp) / "prepared" / APPLIED)
         before = Prepared(prep.images, uncorrected_table(prep.table, applied), prep.task, prep.classes)
         start = time.perf_counter()
-        rec = compare_corrections(before, applied, TrainConfig.from_params(params), params["corrections"]["seeds"],
-                                  params["stats"]["metric"], params["stats"]["alpha"], params["stats"]["n_bootstrap"])
+        rec = compare_corrections(before, applied, TrainConfig.from_params(params), params.corrections.seeds,
+                                  params.stats.metric, params.stats.alpha, params.stats.n_bootstrap)
         rec["seconds"] = round(time.perf_counter() - start, 1)
     rec["ranking"] = str(table["ranking"].iloc[0])
     rec["top"] = args.top

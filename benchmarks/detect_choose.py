@@ -21,12 +21,12 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sampleval.detection.cell import cell_name  # noqa: E402
-from sampleval.detection.summary import AIM, RULES, pipeline_cell, recommend, recommendation_lines  # noqa: E402
+from sampleval.config import load  # noqa: E402
+from sampleval.detection.recipe import cell_name  # noqa: E402
+from sampleval.detection.summary import AIM, RULES, pipeline_cell, recommend  # noqa: E402
+from sampleval.detection.summary_markdown import recommendation_lines  # noqa: E402
 
 
 
@@ -72,26 +72,26 @@ def main() -> None:
     ap.add_argument("--label", default="sweep", help="names the block in --write (one per run of the sweep)")
     ap.add_argument("--exclude", nargs="*", default=[], help="ranking columns left out of the candidates")
     args = ap.parse_args()
-    params = yaml.safe_load(Path(args.params).read_text())
-    det = params["detect"]
-    settings = list(det["settings"]) if args.settings == ["all"] else [s for s in det["settings"] if s in args.settings]
+    params = load(args.params)
+    det = params.detect
+    settings = list(det.settings) if args.settings == ["all"] else [s for s in det.settings if s in args.settings]
     records = load_records(Path(args.records), settings, args.seeds)
     rankings = [r for r in next(iter(records.values()))["rankings"] if all(r in rec["rankings"] for rec in records.values()) and r not in args.exclude]
     from sampleval.detection.summary import noise_kind
 
-    kinds = {s: noise_kind(det["settings"][s]) for s in settings}
+    kinds = {s: noise_kind(det.settings[s]) for s in settings}
     target = pipeline_cell(params, settings, args.seeds)
     begin, end = markers(args.label)
-    out = [begin, "", f"Params: `{args.params}` (split `seed: {params['seed']}`); records: `{args.records}`"
+    out = [begin, "", f"Params: `{args.params}` (split `seed: {params.seed}`); records: `{args.records}`"
            + (f"; left out of the candidates: {', '.join(args.exclude)}" if args.exclude else "") + ".", "",
-           f"Cells: {len(records)} ({len(settings)} settings x seeds {args.seeds}); development seeds {det['development_seeds']}, "
+           f"Cells: {len(records)} ({len(settings)} settings x seeds {args.seeds}); development seeds {det.development_seeds}, "
            f"the others held out; rankings compared: {', '.join(r for r in rankings if r != 'random')}. "
            f"Aim: the ranking a rule gives a cell within {AIM['auroc']} AUROC and {AIM['average_precision']} AP of the cell's best ranking.", ""]
     summary_rows = ["| rule | recommended for the pipeline's data | held-out cells within aim | largest held-out AUROC shortfall | largest held-out AP shortfall |",
                     "|---|---|---|---|---|"]
     detail = []
     for rule in RULES:
-        rec = recommend(records, settings, args.seeds, rankings, rule, det["development_seeds"], target)
+        rec = recommend(records, settings, args.seeds, rankings, rule, det.development_seeds, target)
         ho = rec["held_out"]
         summary_rows.append(f"| `{rule}` | `{rec['ranking']}` | {ho['n_within_aim']} of {ho['n_cells']} | "
                             f"{ho['max_auroc_shortfall']['value']:.4f} ({ho['max_auroc_shortfall']['cell']}) | "

@@ -22,16 +22,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sampleval.determinism import configure_torch  # noqa: E402
-from sampleval.config import load_params  # noqa: E402
-from sampleval.detection import NoiseSetting, cell_name, run_cell  # noqa: E402
+from sampleval.runtime.determinism import configure_torch  # noqa: E402
+from sampleval.config import load  # noqa: E402
+from sampleval.detection.cell import run_cell  # noqa: E402
+from sampleval.detection.recipe import CellRecipe, NoiseSetting, cell_name  # noqa: E402
 from sampleval.io import write_json, write_parquet  # noqa: E402
 
 
 def add_combinations(out: Path, cell: str, combinations: dict) -> None:
     """Add the combinations an existing cell lacks (rank averages of its columns: the same
     numbers run_cell would give), with their metrics."""
-    from sampleval.detection.metrics import detection_metrics
+    from sampleval.detection.quality import detection_metrics
     from sampleval.detection.rankings import rank_average
 
     table = pd.read_parquet(out / f"{cell}.parquet")
@@ -57,30 +58,31 @@ def main() -> None:
     ap.add_argument("--summarise-only", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="[detect-sweep] %(message)s", stream=sys.stderr)
-    for noisy in ("sampleval.influence.tracin", "sampleval.influence.hessian", "sampleval.influence.baselines"):
+    for noisy in ("sampleval.influence.tracin", "sampleval.influence.hessian", "sampleval.influence.heuristics"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     configure_torch(1)
-    params = load_params(args.params)
-    det = params["detect"]
-    settings = list(det["settings"]) if args.settings == ["all"] else args.settings
-    rankings = args.rankings or det["rankings"]
+    params = load(args.params)
+    det = params.detect
+    settings = list(det.settings) if args.settings == ["all"] else args.settings
+    rankings = args.rankings or det.rankings
     out = Path(args.out)
     if not args.summarise_only:
+        recipe = CellRecipe.of(params)
         t_all = time.perf_counter()
         for name in settings:
             for seed in args.seeds:
                 cell = cell_name(name, seed)
                 if (out / f"{cell}.json").exists():
-                    add_combinations(out, cell, det["combinations"])
+                    add_combinations(out, cell, det.combinations)
                     continue
                 t0 = time.perf_counter()
-                table, record = run_cell(params, NoiseSetting.from_params(name, det["settings"][name]), seed, rankings, det["combinations"], det["cleanlab_folds"])
+                table, record = run_cell(recipe, NoiseSetting.from_params(name, det.settings[name]), seed, rankings, det.combinations, det.cleanlab_folds)
                 write_parquet(out / f"{cell}.parquet", table)
                 write_json(out / f"{cell}.json", record)
                 logging.info("%s done in %.1f s (total %.0f s)", cell, time.perf_counter() - t0, time.perf_counter() - t_all)
     from sampleval.detection.summary import pipeline_cell, summarise_to
 
-    summarise_to(out, out / "summary", settings, args.seeds, det, development_seeds=det["development_seeds"],
+    summarise_to(out, out / "summary", settings, args.seeds, det, development_seeds=det.development_seeds,
                  target=pipeline_cell(params, settings, args.seeds))
 
 

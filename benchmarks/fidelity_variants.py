@@ -3,7 +3,7 @@
 
 For each setting it prepares the data, trains the baseline with per-epoch checkpoints,
 computes our TracIn (per-checkpoint columns), then calls the fidelity library
-(:func:`sampleval.fidelity.evaluate`: leave-one-out paired by seed and LDS, bootstrap CIs),
+(:func:`sampleval.experiments.fidelity.evaluate`: leave-one-out paired by seed and LDS, bootstrap CIs),
 and records the flipped-label detection AUROC of every variant and every single checkpoint.
 Everything goes through the library in a temporary folder (no DVC). Prints a markdown
 table (mean and range over seeds) and writes the raw results as JSON.
@@ -13,28 +13,29 @@ table (mean and range over seeds) and writes the raw results as JSON.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sampleval import fidelity as fid  # noqa: E402
+from sampleval.config import Params, load  # noqa: E402
+from sampleval.experiments import fidelity as fid  # noqa: E402
+from sampleval.experiments.settings import FidelityParams  # noqa: E402
 from sampleval.data.prepared import load_prepared  # noqa: E402
 from sampleval.influence.core import Samples, load_checkpoints  # noqa: E402
 from sampleval.influence.tracin import tracin_scores  # noqa: E402
-from sampleval.models import build_model  # noqa: E402
-from sampleval.prepare import prepare_dataset  # noqa: E402
-from sampleval.tracin_variants import variant_scores  # noqa: E402
-from sampleval.training import TrainConfig, list_checkpoints, make_loss, train  # noqa: E402
+from sampleval.training.models import build_model  # noqa: E402
+from sampleval.data.prepare import prepare_dataset  # noqa: E402
+from sampleval.influence.tracin_variants import variant_scores  # noqa: E402
+from sampleval.training.loop import TrainConfig, list_checkpoints, make_loss, train  # noqa: E402
 
 SETTINGS = {
     "pairwise 9->4 40 %, seed 0": ({"kind": "pairwise"}, 0),
@@ -44,12 +45,10 @@ SETTINGS = {
 }
 
 
-def run_setting(base: dict, noise: dict, seed: int, fcfg: fid.FidelityConfig, work: Path) -> dict:
-    params = copy.deepcopy(base)
-    params["noise"].update(noise)
-    params["seed"] = seed
+def run_setting(base: Params, noise: dict, seed: int, fcfg: FidelityParams, work: Path) -> dict:
+    params = replace(base, noise=replace(base.noise, **noise), seed=seed)
     t0 = time.perf_counter()
-    prepare_dataset(params["data"], params["noise"], seed, work / "prepared")
+    prepare_dataset(params.data, params.noise, seed, work / "prepared")
     prepared = load_prepared(work / "prepared")
     tr, va = prepared.split("train"), prepared.split("val")
     cfg = TrainConfig.from_params(params)
@@ -58,8 +57,8 @@ def run_setting(base: dict, noise: dict, seed: int, fcfg: fid.FidelityConfig, wo
     base_run = train(tr.x, tr.y, va.x, va.y, prepared.task, prepared.n_classes, cfg, seed, ckpt_dir=work / "ckpt")
     model = build_model(cfg.model, tr.x.shape[1], prepared.n_classes, tr.x.shape[-1], None)
     cols = tracin_scores(model, make_loss(prepared.task, cfg, tr.y), load_checkpoints(list_checkpoints(work / "ckpt")),
-                         Samples(tr.x, tr.y, prepared.task), Samples(va.x, va.y, prepared.task), params["influence"]["batch_size"],
-                         progress=False, method=params["influence"]["tracin_method"])
+                         Samples(tr.x, tr.y, prepared.task), Samples(va.x, va.y, prepared.task), params.influence.batch_size,
+                         progress=False, method=params.influence.tracin_method)
     flipped = prepared.table.loc[prepared.table["split"] == "train", "flipped"].to_numpy(bool)
     t_base = time.perf_counter() - t0
     detect = {v: float(roc_auc_score(flipped, -variant_scores(cols, v, base_run.best_epoch))) for v in fcfg.tracin_checkpoints}
@@ -117,11 +116,9 @@ def main() -> None:
         print(table(merged, variants) + "\n\n" + epoch_table(merged))
         return
     torch.set_num_threads(1)
-    base = yaml.safe_load(Path(args.params).read_text())
-    f = dict(base["fidelity"])
-    f["n_points"] = args.n_points or f["n_points"]
-    f["n_subsets"] = args.n_subsets or f["n_subsets"]
-    fcfg = fid.FidelityConfig.from_params(f)
+    base = load(args.params)
+    f = base.fidelity
+    fcfg = replace(f, n_points=args.n_points or f.n_points, n_subsets=args.n_subsets or f.n_subsets)
     results = {}
     for name in args.settings:
         with tempfile.TemporaryDirectory() as work:

@@ -14,6 +14,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +28,18 @@ def _cpu() -> float:
 
 
 def refine() -> dict:
-    from sampleval import refine as rf
+    from sampleval.experiments import refine as rf
     from sampleval.data.prepared import load_prepared
-    from sampleval.training import TrainConfig
+    from sampleval.influence.settings import InfluenceSettings
+    from sampleval.training.loop import TrainConfig
     from stages._common import start
 
     params = start("refine")
-    r, inf = params["refine"], params["influence"]
-    setup = rf.RefineSetup(prepared=load_prepared("data/prepared"), cfg=TrainConfig.from_params(params), ranking=r["ranking"],
-                           dcs_score=r["dcs_score"], rounds=r["rounds"], fraction=r["fraction"],
-                           influence={k: inf[k] for k in ("batch_size", "damping", "cg_iterations", "tracin_method", "options")},
-                           heldout_fraction=r["heldout_fraction"], split_seed=params["seed"])
+    r = params.refine
+    setup = rf.RefineSetup(prepared=load_prepared("data/prepared"), cfg=TrainConfig.from_params(params), ranking=r.ranking,
+                           dcs_score=r.dcs_score, rounds=r.rounds, fraction=r.fraction,
+                           influence=InfluenceSettings.from_params(params.influence, params.seed),
+                           heldout_fraction=r.heldout_fraction, split_seed=params.seed)
     out = {}
     for arm in rf.ARMS:
         t0, c0 = time.perf_counter(), _cpu()
@@ -47,21 +49,21 @@ def refine() -> dict:
 
 
 def subsets(run_metrics: str) -> dict:
-    from sampleval.cells import matched_plan, plan
-    from sampleval.compute import Compute
+    from sampleval.experiments.subset_cells import matched_plan, plan
+    from sampleval.runtime.compute import Compute
     from sampleval.data.prepared import load_prepared
-    from sampleval.stats import compare
-    from sampleval.subset_runs import run_subset_cells
-    from sampleval.training import TrainConfig
+    from sampleval.experiments.stats import compare
+    from sampleval.experiments.subset_runs import run_subset_cells
+    from sampleval.training.loop import TrainConfig
     from stages._common import start
 
     params = start("subsets")
-    sub = params["subsets"]
-    scores = {r: pd.read_parquet(f"data/influence/methods/{r}.parquet", columns=["sample_id", r]) for r in sub["scores"]}
+    sub = params.subsets
+    scores = {r: pd.read_parquet(f"data/influence/methods/{r}.parquet", columns=["sample_id", r]) for r in sub.scores}
     keys = [m for _, m in matched_plan(sub)]
-    params["compute"]["workers"] = 2
+    params = replace(params, compute=replace(params.compute, workers=2))
     t0 = time.perf_counter()
-    recs = run_subset_cells(load_prepared("data/prepared"), TrainConfig.from_params(params), keys, sub["seeds"], scores, Compute.from_params(params))
+    recs = run_subset_cells(load_prepared("data/prepared"), TrainConfig.from_params(params), keys, sub.seeds, scores, Compute.from_params(params))
     wall = time.perf_counter() - t0
     root = Path(run_metrics)
 
@@ -83,7 +85,7 @@ def subsets(run_metrics: str) -> dict:
                       "flipped": flipped(s_rec), "control_flipped": flipped(recs[m])})
     rows = compare(comps, 0.05, 1000)
     keep = ("mean_diff", "p", "p_bh", "min_attainable_p", "n_tied", "differences", "flipped", "control_flipped")
-    return {"retrainings": len(keys) * len(sub["seeds"]), "wall_s_2_workers": round(wall, 1),
+    return {"retrainings": len(keys) * len(sub.seeds), "wall_s_2_workers": round(wall, 1),
             "rows": {r["name"]: {k: r[k] for k in keep} for r in rows}}
 
 

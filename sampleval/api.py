@@ -24,17 +24,19 @@ import pandas as pd
 
 
 def out_of_fold_probs(features, labels, folds: int = 5, seed: int = 0, classifier=None) -> np.ndarray:
-    """``(n, n_classes)`` out-of-fold probabilities: stratified K-fold, each fold predicted by a
-    ``classifier`` (default: scikit-learn's ``LogisticRegression(max_iter=1000)``) fitted on the others."""
-    from sklearn.base import clone
+    """``(n, n_classes)`` out-of-fold probabilities (columns: the classes present, in order):
+    stratified K-fold shuffled with ``seed`` (the one engine,
+    :func:`sampleval.training.out_of_fold.out_of_fold_probs`; the folds and numbers of scikit-learn's
+    ``cross_val_predict``), each fold predicted by a ``classifier`` (default: scikit-learn's
+    ``LogisticRegression(max_iter=1000)``) fitted on the others."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from sampleval.training.out_of_fold import ClassifierFitPredict, out_of_fold_probs as engine
 
     x = np.asarray(features, dtype=float).reshape(len(labels), -1)
-    y = np.asarray(labels, dtype=int)
-    clf = clone(classifier) if classifier is not None else LogisticRegression(max_iter=1000)
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return cross_val_predict(clf, x, y, cv=cv, method="predict_proba")
+    classes, y = np.unique(np.asarray(labels, dtype=int), return_inverse=True)
+    fit_predict = ClassifierFitPredict(classifier if classifier is not None else LogisticRegression(max_iter=1000), x, y, len(classes))
+    return engine(y, len(classes), fit_predict, folds, seed, key="folds")[0]
 
 
 def label_issues(labels, pred_probs, class_names: Sequence[str] | None = None, filter_by: str = "prune_by_noise_rate",
@@ -94,9 +96,9 @@ def tracin_scores(model, checkpoints, train, val, loss_fn=None, batch_size: int 
     ``tracin_epoch_NNN`` column per checkpoint (numbered 1, 2, ... in the given order)."""
     import torch
 
-    from .checkpoints import load_checkpoint
-    from .influence.core import Checkpoint
-    from .influence.tracin import tracin_scores as _tracin
+    from sampleval.training.checkpoints import load_checkpoint
+    from sampleval.influence.core import Checkpoint
+    from sampleval.influence.tracin import tracin_scores as _tracin
 
     ckpts = []
     for i, c in enumerate(checkpoints, start=1):

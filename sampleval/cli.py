@@ -36,7 +36,7 @@ def _report(args) -> int:
 def _suspects(args) -> int:
     import pandas as pd
 
-    from .label_issues import export_corrections, found_in_top
+    from sampleval.reporting.label_issues import export_corrections, found_in_top
 
     path = Path(args.table)
     if not path.exists():

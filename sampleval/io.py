@@ -92,6 +92,17 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+def save_png(fig, path: str | os.PathLike, dpi: int = 110, bbox_inches: str | None = "tight") -> None:
+    """Write a matplotlib figure as PNG atomically and close it. No "Software" metadata (it
+    names matplotlib's version; PNG has no timestamp here), so the bytes depend on the drawing
+    only. matplotlib is imported here, not at module level: this module is imported everywhere."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=bbox_inches, metadata={"Software": None})
+    plt.close(fig)
+
+
 def _canonical(obj: Any) -> Any:
     """``obj`` rebuilt so that its pickle depends on its values only, not on object identity.
 

@@ -1,7 +1,7 @@
 """Did this run reproduce the committed results? Says which check held, and fails if none did.
 
 - Same machine class as the committed results (``.ci/reference.json``; the class comes from
-  :func:`sampleval.kernels.machine_class`: every x86-64 CPU with AVX2 is one class once the
+  :func:`sampleval.runtime.kernels.machine_class`: every x86-64 CPU with AVX2 is one class once the
   kernels are pinned): ``dvc.lock`` and every file under ``metrics/`` must be byte-identical.
 - Another class (a GPU run, Arm, no AVX2, or ``SAMPLEVAL_NATIVE_KERNELS=1``): the metrics'
   JSON leaves must agree within the stated tolerance (``|a - b| <= abs + rel * |b|``); hashes
@@ -74,7 +74,7 @@ def compare_json(new: bytes, old: bytes, tol: dict, ignore: set[str]) -> list[st
 
 def machine_class() -> str:
     sys.path.insert(0, str(ROOT))
-    from sampleval import kernels
+    from sampleval.runtime import kernels
 
     cls = kernels.machine_class()
     try:

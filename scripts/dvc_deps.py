@@ -97,7 +97,7 @@ def _runs_estimators(path: Path) -> bool:
 
 
 def _registry_modules() -> list[str]:
-    from sampleval.estimators import ESTIMATORS
+    from sampleval.influence.registry import ESTIMATORS
 
     return sorted({e.function.split(":")[0] for e in ESTIMATORS.values()})
 

@@ -6,35 +6,36 @@ import os
 import sys
 from contextlib import contextmanager
 
-from sampleval import kernels
-from sampleval.config import ParamsError, load_params
+from sampleval.runtime import kernels
+from sampleval.config import Params, ParamsError, load
 from stages.paths import MANIFEST, TRAIN_METRICS
 
 log = logging.getLogger("sampleval")
 
 
-def start(name: str, baseline: bool = False, torch: bool = True, announce: bool = False) -> dict:
-    """Configure logging, validate params.yaml (failing before any work) and set torch up.
+def start(name: str, baseline: bool = False, torch: bool = True, announce: bool = False) -> Params:
+    """Configure logging, validate params.yaml (failing before any work) and set torch up;
+    return the typed params (:class:`sampleval.config.Params`) the stage passes on.
 
     ``baseline=True`` (stages that consume the trained baseline or scores derived from it):
     refuse a baseline whose validation metrics are at chance level, unless
     ``checks.allow_chance_level`` is true. ``torch=False``: a stage that computes nothing
     with torch (tables, tests, figures) skips importing it (seconds per stage).
     ``announce=True`` (check-params, the first stage of every run): log the machine class whose
-    kernels are pinned (:mod:`sampleval.kernels`) once per run instead of once per stage."""
+    kernels are pinned (:mod:`sampleval.runtime.kernels`) once per run instead of once per stage."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    params = load_params(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
+    params = load(os.environ.get("SAMPLEVAL_PARAMS", "params.yaml"))
     if baseline:
         require_usable_baseline(params)
     if announce:  # once per run: check-params, the first stage
-        log.info("CPU kernels: %s (runs give the same bits on machines of this class; sampleval/kernels.py)", kernels.machine_class())
+        log.info("CPU kernels: %s (runs give the same bits on machines of this class; sampleval/runtime/kernels.py)", kernels.machine_class())
     if torch:
         import torch as _torch
 
-        from sampleval.determinism import configure_torch
+        from sampleval.runtime.determinism import configure_torch
 
-        configure_torch(params["train"]["cpu_threads"])
-        _torch.manual_seed(params["seed"])
+        configure_torch(params.train.cpu_threads)
+        _torch.manual_seed(params.seed)
     return params
 
 
@@ -42,12 +43,12 @@ class BaselineError(RuntimeError):
     """The trained baseline cannot be used (chance-level validation metrics)."""
 
 
-def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, manifest: str = MANIFEST) -> None:
+def require_usable_baseline(params: Params, train_metrics: str = TRAIN_METRICS, manifest: str = MANIFEST) -> None:
     """Fail in one line when the baseline recorded in ``train_metrics`` is at chance level
-    on validation (see :mod:`sampleval.baseline`), unless ``checks.allow_chance_level``."""
+    on validation (see :mod:`sampleval.training.chance`), unless ``checks.allow_chance_level``."""
     import json
 
-    from sampleval.baseline import chance_level
+    from sampleval.training.chance import chance_level
 
     with open(train_metrics) as fh:
         val = json.load(fh)["val"]
@@ -56,7 +57,7 @@ def require_usable_baseline(params: dict, train_metrics: str = TRAIN_METRICS, ma
     reason = chance_level(val, info["task"], info["class_counts"]["val"])
     if reason is None:
         return
-    if params["checks"]["allow_chance_level"]:
+    if params.checks.allow_chance_level:
         log.warning("the baseline is at chance level (%s); going on because checks.allow_chance_level is true", reason)
         return
     raise BaselineError(

@@ -1,20 +1,20 @@
 """corrections: what the reviewer's corrections (data/corrections.csv, applied by prepare) are
 worth -> metrics/corrections.json: retrain with every corrections.seeds on the data before the
 corrections, after them, and a random control of the same size, and compare with the exact
-paired test (sampleval.corrections). A file without relabel/remove rows trains nothing."""
+paired test (sampleval.data.corrections). A file without relabel/remove rows trains nothing."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from sampleval.compute import Compute, JobCache
-from sampleval.correction_runs import compare_corrections
-from sampleval.corrections import APPLIED, uncorrected_table
+from sampleval.runtime.compute import Compute, JobCache
+from sampleval.experiments.correction_runs import compare_corrections
+from sampleval.data.corrections import APPLIED, uncorrected_table
 from sampleval.data.prepared import Prepared, load_prepared
-from sampleval.fingerprints import recipe_fingerprint
+from sampleval.runtime.fingerprints import recipe_fingerprint
 from sampleval.io import write_json
-from sampleval.training import TrainConfig
+from sampleval.training.loop import TrainConfig
 from stages import paths
 from stages._common import log, main, start
 
@@ -26,9 +26,9 @@ def run(argv=None) -> None:
     applied = pd.read_parquet(Path(paths.PREPARED) / APPLIED)
     before = Prepared(prepared.images, uncorrected_table(prepared.table, applied), prepared.task, prepared.classes)
     cfg = TrainConfig.from_params(params)
-    cache = JobCache(paths.job_cache("corrections"), recipe_fingerprint(before, cfg)) if params["compute"]["job_cache"] else None
-    stats = params["stats"]
-    record = compare_corrections(before, applied, cfg, params["corrections"]["seeds"], stats["metric"], stats["alpha"], stats["n_bootstrap"],
+    cache = JobCache(paths.job_cache("corrections"), recipe_fingerprint(before, cfg)) if params.compute.job_cache else None
+    stats = params.stats
+    record = compare_corrections(before, applied, cfg, params.corrections.seeds, stats.metric, stats.alpha, stats.n_bootstrap,
                                  Compute.from_params(params), cache)
     write_json(paths.CORRECTIONS_METRICS, record)
     if record["n_corrections"]:

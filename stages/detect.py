@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from sampleval.compute import Compute
+from sampleval.runtime.compute import Compute
 from sampleval.detection.sweep import run_sweep
 from sampleval.io import write_json, write_parquet
 from stages._common import log, main, start
@@ -20,14 +20,14 @@ from stages.paths import detect_cell_record, detect_cell_table, job_cache
 @main
 def run(argv=None) -> None:
     params = start("detect")
-    det = params["detect"]
-    if params["data"]["source"] != "digits":
+    det = params.detect
+    if params.data.source != "digits":
         log.info("the detection sweep is a benchmark on the embedded digits with each setting's injected noise "
                  "(detect.settings), not on data.source %s; its numbers say which ranking to trust, not where your "
-                 "labels are wrong", params["data"]["source"])
+                 "labels are wrong", params.data.source)
     compute = Compute.from_params(params)
     t0 = time.perf_counter()
-    cells = run_sweep(params, det["run"], det["seeds"], compute, cache_root=job_cache("detect") if params["compute"]["job_cache"] else None)
+    cells = run_sweep(params, det.run, det.seeds, compute, cache_root=job_cache("detect") if params.compute.job_cache else None)
     for cell, table, record in cells:
         write_parquet(detect_cell_table(cell), table)
         write_json(detect_cell_record(cell), record)

@@ -8,7 +8,9 @@ error: nothing is globbed.
 """
 from __future__ import annotations
 
-from sampleval.detection.summary import long_csv, markdown, pipeline_cell, plot_curves, recommended_by_setting, summarise
+from sampleval.detection.summary import long_csv, pipeline_cell, recommended_by_setting, summarise
+from sampleval.detection.summary_figures import plot_curves
+from sampleval.detection.summary_markdown import markdown
 from sampleval.io import write_json, write_text
 from stages._common import log, main, start
 from stages.paths import DETECT_CELLS, DETECT_RECORDS, DETECTION, DETECTION_PLOTS
@@ -17,13 +19,13 @@ from stages.paths import DETECT_CELLS, DETECT_RECORDS, DETECTION, DETECTION_PLOT
 @main
 def run(argv=None) -> None:
     params = start("detect-summary", torch=False)
-    det = params["detect"]
-    target = pipeline_cell(params, det["run"], det["seeds"])
-    summary, insp, thr = summarise(DETECT_CELLS, det["run"], det["seeds"], det, det["development_seeds"], DETECT_RECORDS, target)
+    det = params.detect
+    target = pipeline_cell(params, det.run, det.seeds)
+    summary, insp, thr = summarise(DETECT_CELLS, det.run, det.seeds, det, det.development_seeds, DETECT_RECORDS, target)
     write_json(f"{DETECTION}/summary.json", summary)
     write_text(f"{DETECTION}/summary.md", markdown(summary))
     write_text(f"{DETECTION}/summary.csv", long_csv(summary).to_csv(index=False))
-    for s in det["run"]:
+    for s in det.run:
         write_text(f"{DETECTION_PLOTS}/curves-{s}.csv", insp[s].to_csv(index=False))
         write_text(f"{DETECTION_PLOTS}/thresholds-{s}.csv", thr[s].to_csv(index=False))
     plot_curves(insp, thr, recommended_by_setting(summary), f"{DETECTION_PLOTS}/curves.png", f"{DETECTION_PLOTS}/thresholds.png")

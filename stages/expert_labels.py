@@ -7,7 +7,7 @@ default digits run has neither of):
 
 Needs ``data.source: nih14`` and the outputs of ``dvc repro train``. Scores every prepared
 sample that has an expert label with the label-wise suspicion of the four expert findings
-(NIH labels grouped as in sampleval/expert_labels.py) under the trained model, and writes
+(NIH labels grouped as in sampleval/data/expert_labels.py) under the trained model, and writes
 metrics/expert_labels.json: per split of ours (train/val/test) and view (all/PA), per
 finding, AUROC / AP / share found in the top 1-20 % for expert disagreement.
 In-sample scores on the training split are the weakest (the model fit those labels); the
@@ -19,13 +19,13 @@ import argparse
 
 import numpy as np
 
-from sampleval import expert_labels as ex
+from sampleval.data import expert_labels as ex
 from sampleval.data.prepared import load_prepared
 from sampleval.io import write_json
-from sampleval.metrics import sigmoid
-from sampleval.multilabel_detection import label_wise_suspicion
+from sampleval.training.metrics import sigmoid
+from sampleval.detection.multilabel import label_wise_suspicion
 from sampleval.influence.context import load_selected_model
-from sampleval.training import TrainConfig, predict_logits
+from sampleval.training.loop import TrainConfig, predict_logits
 from stages._common import log, main, start
 from stages.paths import EXPERT_METRICS, MODEL, PREPARED
 
@@ -37,8 +37,8 @@ def run(argv=None) -> None:
     ap.add_argument("--out", default=EXPERT_METRICS)
     args = ap.parse_args(argv)
     params = start("expert_labels")
-    if params["data"]["source"] != "nih14":
-        raise ValueError(f"expert labels need data.source: nih14 (now {params['data']['source']}); they relabel NIH ChestX-ray14 images")
+    if params.data.source != "nih14":
+        raise ValueError(f"expert labels need data.source: nih14 (now {params.data.source}); they relabel NIH ChestX-ray14 images")
     experts = ex.read_expert_labels(args.expert)
     prepared = load_prepared(PREPARED)
     cfg = TrainConfig.from_params(params)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sampleval.compute import Compute, JobCache
+from sampleval.runtime.compute import Compute, JobCache
 from sampleval.data.prepared import load_prepared
 from sampleval.influence.runner import Baseline, baseline_fingerprint, run_estimators
+from sampleval.influence.settings import InfluenceSettings
 from sampleval.influence.tracin import resolve_shards
 from sampleval.io import write_json, write_parquet
-from sampleval.training import TrainConfig
+from sampleval.training.loop import TrainConfig
 from stages import paths
 from stages._common import log, main, start
 
@@ -27,13 +28,13 @@ from stages._common import log, main, start
 @main
 def run(argv=None) -> None:
     params = start("influence", baseline=True)
-    inf = params["influence"]
+    inf = params.influence
     prepared = load_prepared(paths.PREPARED)
     baseline = Baseline.load(prepared, TrainConfig.from_params(params), paths.CHECKPOINTS, paths.MODEL)
     compute = Compute.from_params(params)
-    cached = params["compute"]["job_cache"]
+    cached = params.compute.job_cache
     cache = JobCache(paths.job_cache("influence"), baseline_fingerprint(baseline)) if cached else None
-    results = run_estimators(baseline, inf["methods"], inf, params["seed"], compute, resolve_shards(inf["shards"], compute), cache,
+    results = run_estimators(baseline, inf.methods, InfluenceSettings.from_params(inf, params.seed), compute, resolve_shards(inf.shards, compute), cache,
                              job_cache_root=paths.JOBS if cached else None)
     ids = prepared.split("train").ids
     for method, result in results.items():

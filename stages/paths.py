@@ -18,7 +18,7 @@ INFLUENCE_METRICS = "metrics/influence.json"
 FIDELITY_METRICS = "metrics/fidelity.json"
 STATS_METRICS = "metrics/stats.json"
 REFINE_METRICS = "metrics/refine.json"
-SUBSETS = "metrics/subsets"  # one JSON per subset cell (sampleval.cells.CellKey.path)
+SUBSETS = "metrics/subsets"  # one JSON per subset cell (sampleval.experiments.subset_cells.CellKey.path)
 SCORE_SHAPES_METRICS = "metrics/score_shapes.json"
 SHAPES_METRICS = "metrics/shapes.json"  # the S-shapedness index (shapes-index)
 DETECT_CELLS = "data/detect"  # <cell>.parquet per sweep cell
@@ -26,12 +26,12 @@ DETECT_RECORDS = "metrics/detection/cells"  # <cell>.json per sweep cell
 DETECTION = "metrics/detection"  # summary.json, summary.md, summary.csv
 DETECTION_PLOTS = "plots/detection"
 EXPERT_METRICS = "metrics/expert_labels.json"
-LABEL_ISSUES = "data/label_issues.parquet"  # the suspects table (sampleval.suspects), and as CSV:
+LABEL_ISSUES = "data/label_issues.parquet"  # the suspects table (sampleval.reporting.suspects), and as CSV:
 LABEL_ISSUES_CSV = "data/label_issues.csv"
-CORRECTIONS = "data/corrections.csv"  # a reviewer's corrections, applied by prepare (sampleval.corrections)
+CORRECTIONS = "data/corrections.csv"  # a reviewer's corrections, applied by prepare (sampleval.data.corrections)
 CORRECTIONS_METRICS = "metrics/corrections.json"
 SUSPECTS_PLOT = "plots/suspects.png"
-JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.compute.JobCache
+JOBS = "data/jobs"  # the executor's job cache (gitignored, not a DVC output): sampleval.runtime.compute.JobCache
 
 TRAIN_CURVE = "plots/train_curve.csv"
 EXPLANATIONS_PLOT = "plots/explanations.png"
@@ -44,7 +44,7 @@ REFINE_ROUNDS = "plots/refine_rounds.csv"  # figures: group (arm), round, mean o
 SUBSETS_CELLS_CSV = "plots/subsets_cells.csv"  # figures: mean test metric per subset cell
 REPORT = "report.md"
 REPORT_HTML = "report.html"  # the same report, self-contained (figures embedded)
-HEADLINE = "metrics/headline.json"  # about ten numbers (sampleval.report.headline)
+HEADLINE = "metrics/headline.json"  # about ten numbers (sampleval.reporting.headline.headline)
 
 
 def plot(name: str) -> str:

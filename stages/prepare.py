@@ -1,7 +1,7 @@
 """prepare: load the data source, split, inject label noise, apply data/corrections.csv -> data/prepared/."""
 from __future__ import annotations
 
-from sampleval.prepare import prepare_dataset
+from sampleval.data.prepare import prepare_dataset
 from stages import paths
 from stages._common import log, main, start
 
@@ -9,8 +9,8 @@ from stages._common import log, main, start
 @main
 def run(argv=None) -> None:
     params = start("prepare")
-    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], paths.PREPARED, paths.CORRECTIONS)
-    source, kind = params["data"]["source"], params["noise"]["kind"]
+    manifest = prepare_dataset(params.data, params.noise, params.seed, paths.PREPARED, paths.CORRECTIONS)
+    source, kind = params.data.source, params.noise.kind
     log.info("prepared %s: %s samples, %s flipped (noise %s); corrections %s", source, manifest["n_samples"], manifest["n_flipped"], kind,
              manifest["corrections"]["counts"])
     if source != "digits" and kind == "none":

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from sampleval import plots
-from sampleval.cells import load_cells
+from sampleval.reporting import figures
+from sampleval.experiments.subset_cells import load_cells
 from sampleval.io import atomic_path, write_json, write_text
-from sampleval.label_issues import suspects_summary
-from sampleval.report import FIGURES, ReportInputs, headline, render_html, render_report
+from sampleval.reporting.label_issues import suspects_summary
+from sampleval.reporting.headline import headline
+from sampleval.reporting.report import render_html, render_report
+from sampleval.reporting.report_inputs import FIGURES, ReportInputs
 from stages._common import log, main, start
 from stages.paths import CORRECTIONS_METRICS, LABEL_ISSUES
 from stages.paths import (DETECT_RECORDS, DETECTION, FIDELITY_METRICS, HEADLINE, INFLUENCE_METRICS, REFINE_METRICS, REPORT, REPORT_HTML, SCORES,
@@ -31,8 +33,8 @@ def _json(path: str) -> dict:
 @main
 def run(argv=None) -> None:
     params = start("report", torch=False)
-    sub, metric = params["subsets"], params["stats"]["metric"]
-    score_col = sub["scores"][0]  # the histogram and sorted-score figures show the first ranking
+    sub, metric = params.subsets, params.stats.metric
+    score_col = sub.scores[0]  # the histogram and sorted-score figures show the first ranking
     table = pd.read_parquet(SCORES)
     inputs = ReportInputs(
         train=_json(TRAIN_METRICS), influence=_json(INFLUENCE_METRICS), stats=_json(STATS_METRICS),
@@ -40,22 +42,22 @@ def run(argv=None) -> None:
         extra={"detection": _json(f"{DETECTION}/summary.json"), "refine": _json(REFINE_METRICS),
                "detection_cells": [_json(str(p)) for p in sorted(Path(DETECT_RECORDS).glob("*.json"))]},
     )
-    inputs.extra.update(corrections=_json(CORRECTIONS_METRICS), suspects=suspects_summary(pd.read_parquet(LABEL_ISSUES), params["suspects"]["top_k"]))
+    inputs.extra.update(corrections=_json(CORRECTIONS_METRICS), suspects=suspects_summary(pd.read_parquet(LABEL_ISSUES), params.suspects.top_k))
 
-    plots.train_curve_plot(pd.read_csv(TRAIN_CURVE), inputs.train["best_epoch"], plot("train_curve.png"))
-    plots.influence_histogram(table, score_col, plot("influence_hist.png"))
-    ordered = plots.sorted_scores(table, score_col)
+    figures.train_curve_plot(pd.read_csv(TRAIN_CURVE), inputs.train["best_epoch"], plot("train_curve.png"))
+    figures.influence_histogram(table, score_col, plot("influence_hist.png"))
+    ordered = figures.sorted_scores(table, score_col)
     _csv(ordered, plot("sorted_scores.csv"))
-    plots.sorted_scores_plot(ordered, score_col, inputs.influence[score_col]["s_shapedness"], plot("sorted_scores.png"))
-    det = plots.detection_table(table, params["influence"]["methods"])  # all zeros when nothing was flipped
+    figures.sorted_scores_plot(ordered, score_col, inputs.influence[score_col]["s_shapedness"], plot("sorted_scores.png"))
+    det = figures.detection_table(table, params.influence.methods)  # all zeros when nothing was flipped
     _csv(det, plot("detection.csv"))
-    plots.detection_plot(det, plot("detection.png"))
-    subsets = plots.subsets_table(inputs.cells, metric)
+    figures.detection_plot(det, plot("detection.png"))
+    subsets = figures.subsets_table(inputs.cells, metric)
     _csv(subsets, plot("subsets.csv"))
-    plots.subsets_plot(subsets, metric, inputs.train["test"][metric], plot("subsets.png"))
-    comp = plots.composition_table(inputs.cells)
+    figures.subsets_plot(subsets, metric, inputs.train["test"][metric], plot("subsets.png"))
+    comp = figures.composition_table(inputs.cells)
     _csv(comp, plot("composition.csv"))
-    plots.composition_heatmap(comp, plot("composition.png"))
+    figures.composition_heatmap(comp, plot("composition.png"))
     write_json(HEADLINE, headline(inputs))
     inputs.figures = frozenset(f for figs in FIGURES.values() for f in figs if Path(f).is_file())
     text = render_report(inputs)

@@ -3,7 +3,7 @@
 Reads every ``data/detect/<cell>.parquet`` (schema: sample_id, label, clean_label, flipped,
 one float suspicion column per ranking) and, where present,
 ``metrics/detection/cells/<cell>.json`` for each cell's test accuracy and loss; the training
-images come from data/prepared (the isolation analysis). See sampleval/score_shapes.py.
+images come from data/prepared (the isolation analysis). See sampleval/detection/score_shapes.py.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sampleval import score_shapes as sh
+from sampleval.detection import score_shapes as sh
 from sampleval.data.prepared import load_prepared
-from sampleval.prepare import prepare_dataset
+from sampleval.config import Params
+from sampleval.detection.recipe import CellRecipe, clean_digits
 from sampleval.io import atomic_path, write_json
 from stages._common import log, main, start
 from stages.paths import DETECT_CELLS, DETECT_RECORDS, PREPARED, SCORE_SHAPES_METRICS, plot
@@ -30,38 +31,31 @@ def _csv(df: pd.DataFrame, path: str) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def _sweep_training_images(params: dict) -> dict:
+def _sweep_training_images(params: Params) -> dict:
     """``sample_id -> image`` of the sweep's training split. The sweep always runs on the
-    digits with the project's split (sampleval.detection.cell.digits_data); with another
+    digits with the project's split (sampleval.detection.recipe.CellRecipe); with another
     data source configured, those digits are prepared here in a temporary folder."""
-    if params["data"]["source"] == "digits":
+    if params.data.source == "digits":
         tr = load_prepared(PREPARED).split("train")
         return dict(zip(tr.ids, tr.x))
     with tempfile.TemporaryDirectory() as tmp:
-        digits = {**params["data"], "source": "digits", "root": None, "image_size": 8}  # as the sweep (detection.cell)
-        prepare_dataset(digits, {"kind": "none", "rate": 0.0, "pairs": [], "splits": ["train"]}, params["seed"], Path(tmp) / "prepared")
-        tr = load_prepared(Path(tmp) / "prepared").split("train")
+        tr = clean_digits(CellRecipe.of(params), Path(tmp)).split("train")
         return dict(zip(tr.ids, np.array(tr.x)))
 
 
 @main
 def run(argv=None) -> None:
     params = start("shapes")
-    s = params["shapes"]
-    det = params.get("detect")
-    if det:  # the cells detect's params name (<setting>-s<seed>): a cell dropped from the sweep is not read
-        paths = [CELLS / f"{setting}-s{seed}.parquet" for setting in det["run"] for seed in det["seeds"]]
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"detection cell {missing[0]} is missing; run `dvc repro detect` first")
-    else:  # no detect section (before the detect branch is merged): every cell file present
-        paths = sorted(CELLS.glob("*.parquet"))
-    if not paths:
-        raise FileNotFoundError(f"no detection cells in {CELLS}/; run `dvc repro detect` first")
+    s = params.shapes
+    # the cells detect's params name (<setting>-s<seed>): a cell dropped from the sweep is not read
+    paths = [CELLS / f"{setting}-s{seed}.parquet" for setting in params.detect.run for seed in params.detect.seeds]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"detection cell {missing[0]} is missing; run `dvc repro detect` first")
     cells = {p.stem: pd.read_parquet(p) for p in paths}
     records = {p.stem: json.loads((RECORDS / f"{p.stem}.json").read_text()) for p in paths if (RECORDS / f"{p.stem}.json").exists()}
     images = _sweep_training_images(params)
-    metrics, curves, bands, perf = sh.analyse(cells, s["ranking"], images, s["knn"], records)
+    metrics, curves, bands, perf = sh.analyse(cells, s.ranking, images, s.knn, records)
     write_json(SCORE_SHAPES_METRICS, metrics)
     _csv(curves, plot("score_shapes_sorted.csv"))
     _csv(bands, plot("score_shapes_bands.csv"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sampleval.data.prepared import load_prepared
 from sampleval.io import write_json, write_parquet
-from sampleval.scores import influence_summary, merge_diagnostics, merge_scores
+from sampleval.influence.scores import influence_summary, merge_diagnostics, merge_scores
 from stages import paths
 from stages._common import log, main, start
 
@@ -13,7 +13,7 @@ from stages._common import log, main, start
 @main
 def run(argv=None) -> None:
     params = start("scores", torch=False)
-    methods = params["influence"]["methods"]
+    methods = params.influence.methods
     table = merge_scores(load_prepared(paths.PREPARED), methods, paths.METHODS_DIR)
     write_parquet(paths.SCORES, table)
     summary = influence_summary(table, methods)

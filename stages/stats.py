@@ -5,9 +5,9 @@ control, by cell name; one Benjamini-Hochberg family over both). The expected ce
 (stale files from an older, larger matrix are never globbed in)."""
 from __future__ import annotations
 
-from sampleval.cells import CLASS_MATCHED, comparisons, load_cells
+from sampleval.experiments.subset_cells import CLASS_MATCHED, comparisons, load_cells
 from sampleval.io import write_json
-from sampleval.stats import compare
+from sampleval.experiments.stats import compare
 from stages._common import log, main, start
 from stages.paths import STATS_METRICS, SUBSETS
 
@@ -15,15 +15,15 @@ from stages.paths import STATS_METRICS, SUBSETS
 @main
 def run(argv=None) -> None:
     params = start("stats", torch=False)
-    sub, cfg = params["subsets"], params["stats"]
+    sub, cfg = params.subsets, params.stats
     cells = load_cells(sub, SUBSETS)
-    rows = compare(comparisons(sub, cells, cfg["metric"]), cfg["alpha"], cfg["n_bootstrap"])
+    rows = compare(comparisons(sub, cells, cfg.metric), cfg.alpha, cfg.n_bootstrap)
     distinct = [r for r in rows if r["same_as"] is None]
     out = {
-        "metric": f"test.{cfg['metric']}",
+        "metric": f"test.{cfg.metric}",
         "tested_on": "correct counts" if all(r["n_test"] is not None for r in rows) else "unrounded values",
-        "alpha": cfg["alpha"],
-        "n_seeds": len(sub["seeds"]),
+        "alpha": cfg.alpha,
+        "n_seeds": len(sub.seeds),
         "n_rows": len(rows),
         "n_comparisons": len(distinct),
         "n_significant_bh": sum(r["significant"] for r in distinct),

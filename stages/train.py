@@ -12,9 +12,9 @@ import time
 import pandas as pd
 
 from sampleval.data.prepared import load_prepared
-from sampleval.experiment import train_and_evaluate
+from sampleval.training.retrain import train_and_evaluate
 from sampleval.io import atomic_path, torch_save, write_json
-from sampleval.training import TrainConfig
+from sampleval.training.loop import TrainConfig
 from stages import paths
 from stages._common import log, main, start
 
@@ -39,7 +39,7 @@ def run(argv=None) -> None:
     params = start("train")
     prepared = load_prepared(paths.PREPARED)
     cfg = TrainConfig.from_params(params)
-    result, metrics = train_and_evaluate(prepared, cfg, params["seed"], ckpt_dir=paths.CHECKPOINTS, resume=args.resume,
+    result, metrics = train_and_evaluate(prepared, cfg, params.seed, ckpt_dir=paths.CHECKPOINTS, resume=args.resume,
                                          progress=epoch_logger(cfg.epochs))
     torch_save(paths.MODEL, {"model": result.best_state, "epoch": result.best_epoch, "config": cfg.__dict__})
     best = next(h for h in result.history if h["epoch"] == result.best_epoch)

@@ -2,7 +2,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import sampleval  # noqa: F401  first: pins the CPU kernels (sampleval.kernels) before torch loads
+import sampleval  # noqa: F401  first: pins the CPU kernels (sampleval.runtime.kernels) before torch loads
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits
 
@@ -45,9 +45,9 @@ def _ray_instances():
 @pytest.fixture
 def shared_ray(_ray_instances):
     """A running private 2-CPU Ray instance, started as ``compute.backend: ray`` starts one
-    (``sampleval.compute.ray_session``) and kept for the next test that asks for it.
+    (``sampleval.runtime.compute.ray_session``) and kept for the next test that asks for it.
     ``run_jobs`` joins an instance that is already running and leaves it running."""
-    from sampleval.compute import Compute, ray_session
+    from sampleval.runtime.compute import Compute, ray_session
 
     ray = _ray_instances
     if not ray.is_initialized():

@@ -11,8 +11,8 @@ import stages  # noqa: F401  what every stage imports first (it pins the kernels
 import torch  # noqa: E402
 
 from sampleval.data.digits import load_digits_source  # noqa: E402
-from sampleval.determinism import configure_torch  # noqa: E402
-from sampleval.training import TrainConfig, train  # noqa: E402
+from sampleval.runtime.determinism import configure_torch  # noqa: E402
+from sampleval.training.loop import TrainConfig, train  # noqa: E402
 
 configure_torch(1)
 images, table, _ = load_digits_source()

@@ -1,17 +1,19 @@
 import json
+from dataclasses import replace
 
 import pytest
 
-from sampleval.cells import CellKey, comparisons, composition, load_cells, matched_plan, plan, planned_cells, stripped_classes
+from sampleval.experiments.settings import SubsetsParams
+from sampleval.experiments.subset_cells import CellKey, comparisons, composition, load_cells, matched_plan, plan, planned_cells, stripped_classes
 
-SUB = {
-    "scores": ["tracin", "self_influence", "loss"],
-    "variants": ["global", "stratified"],
-    "remove_strategies": ["remove-harmful", "remove-helpful"],
-    "remove_fractions": [0.05, 0.6],
-    "select_fractions": [0.4],
-    "seeds": [0, 1],
-}
+SUB = SubsetsParams(
+    scores=["tracin", "self_influence", "loss"],
+    variants=["global", "stratified"],
+    remove_strategies=["remove-harmful", "remove-helpful"],
+    remove_fractions=[0.05, 0.6],
+    select_fractions=[0.4],
+    seeds=[0, 1],
+)
 
 
 def test_one_control_serves_every_ranking():
@@ -46,7 +48,7 @@ def _write_all(root, sub, sha_of=lambda key: key.name):
 
 
 def test_load_cells_reads_only_planned_cells_and_names_the_missing(tmp_path):
-    sub = {**SUB, "scores": ["tracin"], "variants": ["global"]}
+    sub = replace(SUB, scores=["tracin"], variants=["global"])
     _write_all(tmp_path, sub)
     cells = load_cells(sub, tmp_path)
     assert set(cells) == set(planned_cells(sub))
@@ -56,11 +58,11 @@ def test_load_cells_reads_only_planned_cells_and_names_the_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="select-random-0.4.json is missing"):
         load_cells(sub, tmp_path)
     with pytest.raises(KeyError, match="lacks seeds"):
-        load_cells({**sub, "select_fractions": [], "seeds": [0, 1, 2]}, tmp_path)
+        load_cells(replace(sub, select_fractions=[], seeds=[0, 1, 2]), tmp_path)
 
 
 def test_identical_subsets_share_a_signature(tmp_path):
-    sub = {**SUB, "scores": ["tracin"], "variants": ["global"], "remove_strategies": ["remove-harmful"]}
+    sub = replace(SUB, scores=["tracin"], variants=["global"], remove_strategies=["remove-harmful"])
 
     def sha(key):  # remove@0.6 keeps what select@0.4 keeps
         return key.name.replace("remove-harmful@0.6", "select-helpful@0.4").replace("remove-random@0.6", "select-random@0.4")
@@ -87,7 +89,7 @@ def test_composition_flags_a_stripped_class():
 
 
 def test_class_matched_controls_are_per_global_cell_and_compared_on_counts(tmp_path):
-    sub = {**SUB, "scores": ["tracin", "loss"], "remove_strategies": ["remove-harmful"], "remove_fractions": [0.05]}
+    sub = replace(SUB, scores=["tracin", "loss"], remove_strategies=["remove-harmful"], remove_fractions=[0.05])
     pairs = matched_plan(sub)
     assert [c.name for c, _ in pairs] == [f"{r}/global/{s}" for r in ("tracin", "loss") for s in ("remove-harmful@0.05", "select-helpful@0.4")]
     cell, matched = pairs[0]

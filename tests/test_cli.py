@@ -9,7 +9,7 @@ import torch
 
 from sampleval import api
 from sampleval.cli import main
-from sampleval.corrections import check_corrections, read_corrections
+from sampleval.data.corrections import check_corrections, read_corrections
 
 
 @pytest.fixture

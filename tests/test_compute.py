@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sampleval.compute import Compute, ComputeError, JobCache, run_jobs
+from sampleval.runtime.compute import Compute, ComputeError, JobCache, run_jobs
 
 
 def _train_tiny(shared, seed):

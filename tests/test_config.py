@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sampleval.config import ParamsError, check_consistency, load_params, read_yaml, validate
+from sampleval.config import ParamsError, load, load_params, read_yaml, typed, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ def params():
 
 def test_committed_params_are_valid(params):
     validate(params)
-    check_consistency(params)
+    typed(params)
 
 
 @pytest.mark.parametrize(
@@ -55,11 +55,11 @@ def test_score_must_be_computed(params):
     bad = copy.deepcopy(params)
     bad["influence"]["methods"] = ["tracincp"]
     with pytest.raises(ParamsError, match="'subsets.scores' lists tracin, self_influence, loss, not in 'influence.methods'"):
-        check_consistency(bad)
+        typed(bad)
     bad = copy.deepcopy(params)
     bad["data"]["source"] = "nih14"
     with pytest.raises(ParamsError, match="'subsets.variants' may include 'stratified' only for multi-class"):
-        check_consistency(bad)
+        typed(bad)
 
 
 def test_load_params_errors(tmp_path):
@@ -72,8 +72,8 @@ def test_load_params_errors(tmp_path):
 
 def test_presets_are_valid():
     for preset in sorted((ROOT / "presets").glob("*.yaml")):
-        params = load_params(preset)
-        assert params["model"]["name"] in ("small_cnn", "resnet18", "densenet121"), preset
+        params = load(preset)  # every key and every cross-section rule
+        assert params.model.name in ("small_cnn", "resnet18", "densenet121"), preset
 
 
 # ---------------------------------------------------------------- params as people write them
@@ -178,11 +178,11 @@ def test_seeds_must_be_able_to_reach_alpha(params, alpha, n_seeds, ok):
     p["stats"]["alpha"], p["subsets"]["seeds"] = alpha, list(range(n_seeds))
     p["refine"]["rounds"] = 1  # refine.seeds' own floor (BH over the rounds): tests/test_refine.py
     if ok:
-        check_consistency(p)
+        typed(p)
         return
     with pytest.raises(ParamsError) as err:
         validate(p)
-        check_consistency(p)
+        typed(p)
     assert "'subsets.seeds'" in str(err.value) or "'stats.alpha'" in str(err.value)
     if n_seeds >= 6:  # the per-key rule (>= 6 seeds) passed: the cross-key rule names both and the fix
         assert f"use at least {8 if alpha == 0.01 else 6} seeds" in str(err.value)

@@ -5,15 +5,16 @@ import json
 import pandas as pd
 import pytest
 
-from sampleval.correction_runs import compare_corrections
-from sampleval.corrections import APPLIED, CorrectionsError, uncorrected_table
+from sampleval.experiments.correction_runs import compare_corrections
+from sampleval.data.corrections import APPLIED, CorrectionsError, uncorrected_table
 from sampleval.data.prepared import Prepared, load_prepared
-from sampleval.prepare import prepare_dataset
-from sampleval.training import TrainConfig
+from sampleval.data.prepare import prepare_dataset
+from sampleval.training.loop import TrainConfig
+from typed_params import data_params, noise_params
 
-DATA = {"source": "digits", "root": None, "val_fraction": 0.15, "test_fraction": 0.2, "limit": 300, "image_size": 8,
-        "on_bad_image": "fail", "uncertainty": "ones", "frontal_only": True}
-NOISE = {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]}
+DATA = data_params(source="digits", root=None, val_fraction=0.15, test_fraction=0.2, limit=300, image_size=8,
+                   on_bad_image="fail", uncertainty="ones", frontal_only=True)
+NOISE = noise_params(kind="pairwise", rate=0.4, pairs=[[9, 4]], splits=["train"])
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +114,9 @@ def test_comparison_against_a_random_control_of_the_same_size(tmp_path, plain):
 
 
 def test_report_section_shows_the_suspects_and_the_exact_test():
-    from sampleval.label_issues import suspects_summary
-    from sampleval.report import ReportInputs, section_corrections
+    from sampleval.reporting.label_issues import suspects_summary
+    from sampleval.reporting.report_inputs import ReportInputs
+    from sampleval.reporting.sections_labels import section_corrections
 
     table = pd.DataFrame({"rank": [1, 2], "sample_id": ["a", "b"], "given_label": ["4", "3"], "suggested_label": ["9", "3"],
                           "suggested_prob": [0.8, 0.9], "score": [2.0, 1.0], "ranking": "tracin",
@@ -123,8 +125,8 @@ def test_report_section_shows_the_suspects_and_the_exact_test():
     corr = {"n_corrections": 2, "n_relabel": 2, "n_remove": 0, "flipped_in_corrected": 1, "flipped_in_random_mean": 0.25,
             "seeds": list(range(8)), "metric": "test.accuracy", "mean": {"corrected": 0.97, "random": 0.95, "before": 0.955},
             "corrected_vs_random": test, "corrected_vs_before": {**test, "p": 0.0234}, "corrected_class_composition": {"4": 1, "3": 1}}
-    text = "\n".join(section_corrections(ReportInputs({}, {}, {}, {}, extra={"suspects": suspects_summary(table, 1), "corrections": corr})))
+    text = "\n".join(section_corrections(ReportInputs({}, {}, {}, None, extra={"suspects": suspects_summary(table, 1), "corrections": corr})))
     assert "| 1 | a | 4 | 9 (0.80) | 2.000 | yes |" in text and "1 of the 1 injected flips" in text
     assert "| corrected vs random control | 0.9700 | 0.9500 | 0.0200 | 0.0078 | 0.0078 | 1.200 |" in text and "| 0.0234 |" in text
-    none = "\n".join(section_corrections(ReportInputs({}, {}, {}, {}, extra={"corrections": {"n_corrections": 0, "note": "x"}})))
-    assert "No corrections yet" in none and section_corrections(ReportInputs({}, {}, {}, {})) == []
+    none = "\n".join(section_corrections(ReportInputs({}, {}, {}, None, extra={"corrections": {"n_corrections": 0, "note": "x"}})))
+    assert "No corrections yet" in none and section_corrections(ReportInputs({}, {}, {}, None)) == []

@@ -1,6 +1,7 @@
 """The detection sweep: cleanlab out-of-fold usage, metrics and threshold curves on hand
 cases, the summary, and one tiny cell end to end."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +9,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from sampleval.config import ParamsError, check_consistency, validate
-from sampleval.detection import NoiseSetting, run_cell
-from sampleval.detection.metrics import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
-from sampleval.detection.oof import cleanlab_scores, fold_assignment, noise_structure, out_of_fold_probs
+from sampleval.config import ParamsError, validate, typed
+from sampleval.detection.cell import run_cell
+from sampleval.detection.recipe import CellRecipe, NoiseSetting
+from sampleval.detection.quality import detection_metrics, flag_metrics, inspection_curve, jaccard_top, normalise, threshold_curve
+from sampleval.detection.oof import cleanlab_scores, noise_structure
 from sampleval.detection.rankings import orient, rank_average
-from sampleval.detection.summary import markdown, pipeline_cell, recommended_by_setting, recommended_ranking, structure_class, summarise
+from sampleval.detection.summary import pipeline_cell, recommended_by_setting, recommended_ranking, structure_class, summarise
+from sampleval.detection.settings import RecommendParams
+from sampleval.detection.summary_markdown import markdown
+from typed_params import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,34 +27,7 @@ def _params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-# --- cleanlab out of fold -------------------------------------------------------------
-
-def test_out_of_fold_probs_come_from_models_that_never_saw_the_sample():
-    labels = np.repeat(np.arange(3), 20)
-    seen: dict[int, set] = {}
-
-    def fit_predict(train_idx, held_out, k):
-        seen[k] = set(train_idx.tolist())
-        p = np.zeros((len(held_out), 3))
-        p[:, k % 3] = 1.0  # marks which fold's model predicted the row
-        return p
-
-    probs, fold = out_of_fold_probs(labels, 3, fit_predict, folds=4, seed=3)
-    assert set(seen) == {0, 1, 2, 3}
-    for i in range(len(labels)):
-        assert i not in seen[fold[i]]  # the model that predicted sample i never trained on it
-        assert probs[i, fold[i] % 3] == 1.0
-    for k in range(4):  # the other folds are exactly what model k trained on
-        assert seen[k] == set(np.flatnonzero(fold != k).tolist())
-        assert np.bincount(labels[fold == k], minlength=3).tolist() == [5, 5, 5]  # stratified
-    assert np.array_equal(fold, fold_assignment(labels, 4, 3))  # seeded
-    assert not np.array_equal(fold, fold_assignment(labels, 4, 4))
-
-
-def test_fold_assignment_rejects_too_few_samples_per_class():
-    with pytest.raises(ValueError, match="cleanlab_folds"):
-        fold_assignment(np.array([0, 0, 0, 1, 1]), 3, 0)
-
+# --- cleanlab out of fold (the fold engine itself: tests/test_out_of_fold.py) ---------
 
 def test_cleanlab_scores_are_cleanlabs_functions():
     from cleanlab.filter import find_label_issues
@@ -138,11 +116,11 @@ def test_detect_cross_key_rules():
     params = _params()
     params["detect"]["run"] = ["nope"]
     with pytest.raises(ParamsError, match="detect.run"):
-        check_consistency(params)
+        typed(params)
     params = _params()
     params["detect"]["development_seeds"] = []
     with pytest.raises(ParamsError, match="detect.development_seeds"):
-        check_consistency(params)
+        typed(params)
     params = _params()
     params["detect"]["recommend"]["rule"] = "loss_cleanlab"  # a ranking is not a rule: the pipeline chooses the ranking
     with pytest.raises(ParamsError, match=r"detect\.recommend\.rule.*best_mean, noise_structure"):
@@ -150,7 +128,7 @@ def test_detect_cross_key_rules():
     params = _params()
     params["detect"]["combinations"] = {"mix": ["loss", "self_influence"]}  # self_influence not computed by default
     with pytest.raises(ParamsError, match="detect.combinations.mix"):
-        check_consistency(params)
+        typed(params)
 
 
 # --- summary on synthetic cells ----------------------------------------------------------
@@ -183,8 +161,8 @@ def _fake_sweep(tmp_path):
     """Two fake settings (uniform u, pairwise p) x 3 seeds of cell records, and their detect params."""
     settings, seeds = ["u", "p"], [0, 1, 2]
     _fake_cells(tmp_path, settings, seeds)
-    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
-           "recommend": {"rule": "best_mean"}, "stability_setting": "p"}
+    det = replace(committed().detect, settings={"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
+                  recommend=RecommendParams("best_mean"), stability_setting="p")
     return settings, seeds, det
 
 
@@ -217,9 +195,10 @@ def test_lowest_auroc_over_cells_is_the_lowest_cell_not_a_mean(tmp_path):
     assert a["cleanlab_worst_cell"] == min(per_cell, key=per_cell.get) and a["cleanlab_worst_auroc"] == min(per_cell.values())
     assert a["cleanlab_worst_auroc"] < summary["table"]["u"]["cleanlab"]["auroc_mean"]  # the mean would hide it
     assert a["best_worst_cell"] in markdown(summary)
-    from sampleval.report import ReportInputs, section_detection
+    from sampleval.reporting.report_inputs import ReportInputs
+    from sampleval.reporting.sections_labels import section_detection
 
-    text = "\n".join(section_detection(ReportInputs({}, {}, {}, {}, extra={"detection": {**summary, "development_seeds": [0]}})))
+    text = "\n".join(section_detection(ReportInputs({}, {}, {}, None, extra={"detection": {**summary, "development_seeds": [0]}})))
     assert f"lowest per-cell AUROC {a['best_worst_auroc']:.3f} at {a['best_worst_cell']}" in text
     assert "chosen by the pipeline (rule `best_mean`" in text and "of the cell's best ranking in" in text
 
@@ -227,8 +206,8 @@ def test_lowest_auroc_over_cells_is_the_lowest_cell_not_a_mean(tmp_path):
 def test_noise_structure_rule_chooses_per_structure_on_development_cells_only(tmp_path):
     settings, seeds = ["u", "p"], [0, 1, 2]
     _fake_cells(tmp_path, settings, seeds)
-    det = {"settings": {"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
-           "recommend": {"rule": "noise_structure"}, "stability_setting": "p"}
+    det = replace(committed().detect, settings={"u": {"kind": "uniform", "rate": 0.1}, "p": {"kind": "pairwise", "rate": 0.2, "pairs": [[9, 4]]}},
+                  recommend=RecommendParams("noise_structure"), stability_setting="p")
     summary, _, _ = summarise(tmp_path, settings, seeds, det, development_seeds=[0], target=("p", 1))
     rec = summary["recommended"]
     assert rec["choice"]["by_structure"] == {"uniform": {"ranking": "loss", "cells": ["u-s0"]}, "one pair": {"ranking": "infl", "cells": ["p-s0"]}}
@@ -280,15 +259,15 @@ def test_noise_structure_separates_uniform_one_pair_and_several_pairs():
 
 
 def test_pipeline_cell_is_the_sweep_cell_with_the_pipelines_data():
-    params = _params()
-    det = params["detect"]
-    assert pipeline_cell(params, det["run"], det["seeds"]) == ("pair94-40-fixed", 0)  # the default: 40 % of 9s -> 4, seed 0
-    assert pipeline_cell(params, ["uniform-10"], det["seeds"]) is None
-    params["seed"] = 2
-    assert pipeline_cell(params, det["run"], det["seeds"]) is None  # pair94-40-fixed draws with noise_seed 0
-    assert pipeline_cell(params, ["pair94-40"], det["seeds"]) == ("pair94-40", 2)
-    params["data"]["source"] = "table"
-    assert pipeline_cell(params, ["pair94-40"], det["seeds"]) is None
+    params = typed(_params())
+    det = params.detect
+    assert pipeline_cell(params, det.run, det.seeds) == ("pair94-40-fixed", 0)  # the default: 40 % of 9s -> 4, seed 0
+    assert pipeline_cell(params, ["uniform-10"], det.seeds) is None
+    params = replace(params, seed=2)
+    assert pipeline_cell(params, det.run, det.seeds) is None  # pair94-40-fixed draws with noise_seed 0
+    assert pipeline_cell(params, ["pair94-40"], det.seeds) == ("pair94-40", 2)
+    params = replace(params, data=replace(params.data, source="table"))
+    assert pipeline_cell(params, ["pair94-40"], det.seeds) is None
 
 
 # --- one tiny cell end to end --------------------------------------------------------------
@@ -298,7 +277,7 @@ def test_tiny_cell_end_to_end():
     params["data"]["limit"] = 300
     params["train"]["epochs"] = 2
     setting = NoiseSetting.from_params("p", {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]]})
-    table, record = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
+    table, record = run_cell(CellRecipe.of(typed(params)), setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
     assert list(table.columns[:4]) == ["sample_id", "label", "clean_label", "flipped"]
     rankings = ["loss", "tracin_last_layer", "tracin_last_layer_self_influence", "cleanlab_logreg", "cleanlab", "random", "mix"]
     assert list(table.columns[4:]) == rankings
@@ -312,27 +291,46 @@ def test_tiny_cell_end_to_end():
     assert 0 <= record["rankings"]["cleanlab"]["auroc"] <= 1
     ns = record["noise_structure"]  # from cleanlab's confident joint: what detect.recommend.rule noise_structure reads
     assert np.array(ns["confident_joint"]).shape == (10, 10) and 0 <= ns["noise_rate"] <= 1
-    table2, record2 = run_cell(params, setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
+    table2, record2 = run_cell(CellRecipe.of(typed(params)), setting, 1, ["loss", "tracin_last_layer", "cleanlab_logreg"], {"mix": ["loss", "cleanlab"]}, folds=2)
     pd.testing.assert_frame_equal(table, table2)  # same params, same numbers
 
 
 def test_registry_style_recommended_estimator_matches_the_cell(tmp_path):
-    """estimate_loss_cleanlab (for the influence registry) gives the cell's loss_cleanlab column."""
+    """estimate_loss_cleanlab (a registry-style estimator reading ctx.train_config and ctx.options) gives the cell's loss_cleanlab column."""
     from sampleval.detection.cell import digits_data, influence_context
     from sampleval.detection.estimators import estimate_loss_cleanlab
-    from sampleval.experiment import train_and_evaluate
-    from sampleval.training import TrainConfig
+    from sampleval.training.retrain import train_and_evaluate
 
     params = _params()
     params["data"]["limit"] = 250
     params["train"]["epochs"] = 2
     setting = NoiseSetting.from_params("u", {"kind": "uniform", "rate": 0.1})
-    table, _ = run_cell(params, setting, 2, ["loss"], {"loss_cleanlab": ["loss", "cleanlab"]}, folds=2)
-    cfg = TrainConfig.from_params(params)
-    prepared = digits_data(params["data"], setting, params["seed"], 2, tmp_path)
+    recipe = CellRecipe.of(typed(params))
+    table, _ = run_cell(recipe, setting, 2, ["loss"], {"loss_cleanlab": ["loss", "cleanlab"]}, folds=2)
+    cfg = recipe.train
+    prepared = digits_data(recipe, setting, 2, tmp_path)
     result, _ = train_and_evaluate(prepared, cfg, 2, ckpt_dir=tmp_path / "ckpt")
-    ctx = influence_context(prepared, result, cfg, params["influence"], 2)
-    ctx.extra.update(train_config=cfg, cleanlab_folds=2)
+    ctx = influence_context(prepared, result, cfg, recipe.influence, 2)
+    assert ctx.train_config is cfg  # the recipe where every estimator reads it
+    ctx.options["loss_cleanlab"] = {"folds": 2}
     out = estimate_loss_cleanlab(ctx)
     np.testing.assert_allclose(orient("loss_cleanlab", out["loss_cleanlab"]), table["loss_cleanlab"].to_numpy())
     np.testing.assert_allclose(1 - out["cleanlab_oof_quality"], table["cleanlab"].to_numpy())
+
+
+def test_detection_estimators_follow_the_registry_entry_and_check_their_options():
+    """The detection estimators are Estimator entries of their own mapping (not the registry's) and read
+    ctx.options as registry estimators do: defaults, overrides, a bad value named."""
+    from types import SimpleNamespace
+
+    from sampleval.detection.estimators import ESTIMATORS, CleanlabOofOptions, options_of
+    from sampleval.influence.registry import ESTIMATORS as REGISTRY
+
+    assert set(ESTIMATORS) == {"cleanlab_oof", "loss_cleanlab"} and not set(ESTIMATORS) & set(REGISTRY)
+    assert all(e.needs_recipe and e.fans_out and e.load() for e in ESTIMATORS.values())
+    assert options_of(SimpleNamespace(options={}), "cleanlab_oof") == CleanlabOofOptions(5)
+    assert options_of(SimpleNamespace(options={"loss_cleanlab": {"folds": 3}}), "loss_cleanlab").folds == 3
+    with pytest.raises(ValueError, match=r"detection options.cleanlab_oof.folds = 1 is not allowed; expected an integer >= 2"):
+        options_of(SimpleNamespace(options={"cleanlab_oof": {"folds": 1}}), "cleanlab_oof")
+    with pytest.raises(ValueError, match=r"unknown option 'k' \(allowed: folds\)"):
+        options_of(SimpleNamespace(options={"cleanlab_oof": {"k": 1}}), "cleanlab_oof")

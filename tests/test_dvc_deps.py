@@ -6,7 +6,7 @@ its ``__init__.py``, and importing a submodule also imports every package above 
 must be exactly the ``stages/``/``sampleval/`` entries of the stage's ``deps`` (files, not
 folders): editing a library file then reruns exactly the stages that import it. Imports
 inside functions count (they run when the stage runs). The estimator registry imports its
-estimators by name on use (``sampleval/estimators.py``, "module:function"): a stage whose
+estimators by name on use (``sampleval/influence/registry.py``, "module:function"): a stage whose
 modules call ``run_estimator`` or ``get_estimator`` depends on every module named there.
 
 The second test checks DVC itself agrees, on a temporary repository: after a first
@@ -39,9 +39,9 @@ def test_every_stage_lists_exactly_its_import_closure():
 def test_closure_follows_relative_and_function_level_imports():
     closure = import_closure("stages.influence")
     assert {"stages/__init__.py", "stages/_common.py", "stages/paths.py", "sampleval/__init__.py", "sampleval/config.py",
-            "sampleval/estimators.py", "sampleval/influence/__init__.py", "sampleval/training.py", "sampleval/checkpoints.py",
-            "sampleval/models.py"} <= closure  # models: imported inside make_context
-    assert "sampleval/plots.py" not in closure and "sampleval/influence/hessian.py" in closure  # runs estimators
+            "sampleval/influence/registry.py", "sampleval/influence/__init__.py", "sampleval/training/loop.py", "sampleval/training/checkpoints.py",
+            "sampleval/training/models.py"} <= closure  # models: imported inside make_context
+    assert "sampleval/reporting/figures.py" not in closure and "sampleval/influence/hessian.py" in closure  # runs estimators
     explain = import_closure("stages.explain")
     assert "sampleval/influence/core.py" in explain and "sampleval/influence/hessian.py" not in explain  # runs none
 
@@ -70,7 +70,7 @@ def test_dvc_status_marks_exactly_the_importing_stages(tmp_path):
     _run(["git", "init", "-q"], tmp_path)
     _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
     _run([sys.executable, "-m", "dvc", "repro", "-q"], tmp_path)
-    for edited in ("sampleval/plots.py", "sampleval/estimators.py"):
+    for edited in ("sampleval/reporting/figures.py", "sampleval/influence/registry.py"):
         original = (tmp_path / edited).read_text()
         (tmp_path / edited).write_text(original + "\n# edited\n")
         status = yaml.safe_load(_run([sys.executable, "-m", "dvc", "status", "--json"], tmp_path)) or {}
@@ -81,13 +81,13 @@ def test_dvc_status_marks_exactly_the_importing_stages(tmp_path):
 
 def test_a_plotting_edit_reruns_no_training():
     """Figures are drawn by stages that train nothing: no stage that retrains (train, fidelity,
-    subsets, refine, detect, influence) imports sampleval/plots.py, and the fidelity figure is the
+    subsets, refine, detect, influence) imports sampleval/reporting/figures.py, and the fidelity figure is the
     figures stage's output, drawn from fidelity's committed numbers."""
     stages = _stages()
     training = ("train", "influence", "fidelity", "subsets", "refine", "detect")
-    assert not [name for name in training if "sampleval/plots.py" in import_closure(_stage_module(stages[name]))]
+    assert not [name for name in training if "sampleval/reporting/figures.py" in import_closure(_stage_module(stages[name]))]
     figures = stages["figures"]
-    assert "sampleval/plots.py" in import_closure(_stage_module(figures))
+    assert "sampleval/reporting/figures.py" in import_closure(_stage_module(figures))
     assert "metrics/fidelity.json" in figures["deps"]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in figures["outs"]]
     assert "plots/fidelity.png" in outs

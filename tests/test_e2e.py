@@ -92,10 +92,11 @@ def _xray_run(repo: Path) -> Path:
 def _relabel_flips(repo: Path, n: int) -> list[str]:
     """A reviewed corrections file as `sampleval suspects --export` writes it for a ranking that
     found the first ``n`` flipped training samples: relabel each to its clean class."""
-    from sampleval.prepare import prepare_dataset
+    from sampleval.config import load
+    from sampleval.data.prepare import prepare_dataset
 
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], repo / "tmp" / "prepared")
+    params = load(repo / "params.yaml")
+    manifest = prepare_dataset(params.data, params.noise, params.seed, repo / "tmp" / "prepared")
     t = pd.read_parquet(repo / "tmp" / "prepared" / "samples.parquet")
     shutil.rmtree(repo / "tmp")
     flips = t[(t["split"] == "train") & t["flipped"]].head(n)
@@ -255,7 +256,7 @@ def test_figures_come_from_fidelity_outputs(repo):
     for name, entry in fid["network"].items():
         assert lds.loc[name, "lds"] == pytest.approx(entry["lds"], abs=1e-5) and lds.loc[name, "lds_lo"] == pytest.approx(entry["lds_lo"], abs=1e-5)
     assert (repo / "plots/fidelity.png").read_bytes()[:4] == b"\x89PNG"
-    plots_py = repo / "sampleval/plots.py"
+    plots_py = repo / "sampleval/reporting/figures.py"
     original = plots_py.read_text()
     plots_py.write_text(original + "\n# edited\n")
     try:

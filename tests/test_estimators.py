@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from sampleval import estimators as reg
+from sampleval.influence import registry as reg
 from sampleval.config import ParamsError, validate
-from sampleval.tracin_variants import variant_scores
+from sampleval.influence.tracin_variants import variant_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from sklearn.metrics import accuracy_score
 from torch import nn
 
 from sampleval.data.prepared import Split
-from sampleval.evaluation import epoch_metrics_fn, evaluate
+from sampleval.training.evaluation import epoch_metrics_fn, evaluate
 
 
 class Lookup(nn.Module):

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from sampleval.data.prepared import Prepared
-from sampleval.experiment import class_composition
-from sampleval.subset_runs import run_subset_cell
-from sampleval.training import TrainConfig
+from sampleval.training.retrain import class_composition
+from sampleval.experiments.subset_runs import run_subset_cell
+from sampleval.training.loop import TrainConfig
 
 CFG = TrainConfig(epochs=1, batch_size=32, lr=0.01)
 
@@ -78,9 +78,9 @@ def test_bad_inputs_are_one_line_errors():
 def test_subset_cells_identical_at_any_worker_count_and_on_ray(request):
     """The same cells from 1 worker, 2 local workers and a 2-CPU Ray instance: identical
     records (floats compared exactly), in the same order."""
-    from sampleval.cells import CellKey
-    from sampleval.compute import Compute
-    from sampleval.subset_runs import run_subset_cells
+    from sampleval.experiments.subset_cells import CellKey
+    from sampleval.runtime.compute import Compute
+    from sampleval.experiments.subset_runs import run_subset_cells
 
     prepared = _prepared()
     cells = [CellKey("tracin", "global", "remove-harmful", 0.2), CellKey("random", "global", "remove-random", 0.2)]
@@ -95,9 +95,9 @@ def test_subset_cells_identical_at_any_worker_count_and_on_ray(request):
 def test_identical_subsets_train_once(tmp_path):
     """remove@0.6 and select@0.4 of one ranking keep the same ids: one retraining per seed,
     and a second run reads every retraining from the job cache."""
-    from sampleval.cells import CellKey
-    from sampleval.compute import Compute, JobCache
-    from sampleval.subset_runs import run_subset_cells
+    from sampleval.experiments.subset_cells import CellKey
+    from sampleval.runtime.compute import Compute, JobCache
+    from sampleval.experiments.subset_runs import run_subset_cells
 
     prepared = _prepared()
     cells = [CellKey("loss", "global", "remove-harmful", 0.6), CellKey("loss", "global", "select-helpful", 0.4)]
@@ -112,7 +112,7 @@ def test_identical_subsets_train_once(tmp_path):
 
 def test_recipe_fingerprint_reads_multilabel_tables():
     """Multi-label tables hold an array per row: the fingerprint hashes them, and tells them apart."""
-    from sampleval.fingerprints import recipe_fingerprint
+    from sampleval.runtime.fingerprints import recipe_fingerprint
 
     a = _prepared()
     a.table["label"] = [np.array([i % 2, 1 - i % 2]) for i in range(len(a.table))]

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sampleval import expert_labels as ex
+from sampleval.config import typed
+from sampleval.data import expert_labels as ex
 from sampleval.data.xray import NIH14_FINDINGS, parse_nih14_labels
-from sampleval.multilabel_detection import label_wise_suspicion
+from sampleval.detection.multilabel import label_wise_suspicion
 from xray_fixtures import FIXTURES
 
 GOOGLE = FIXTURES / "google2019_sample.csv"
@@ -113,10 +114,10 @@ def test_command_on_fixture_images(tmp_path, monkeypatch):
     import yaml
 
     from sampleval.io import torch_save
-    from sampleval.prepare import prepare_dataset
+    from sampleval.data.prepare import prepare_dataset
     from sampleval.data.prepared import load_prepared
-    from sampleval.experiment import train_and_evaluate
-    from sampleval.training import TrainConfig
+    from sampleval.training.retrain import train_and_evaluate
+    from sampleval.training.loop import TrainConfig
     from stages import expert_labels as stage
     from xray_fixtures import make_nih_root
 
@@ -128,8 +129,9 @@ def test_command_on_fixture_images(tmp_path, monkeypatch):
     params["train"].update(epochs=1, pos_weight_clamp=[2, 8])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    prepare_dataset(params["data"], params["noise"], 0, "data/prepared")
-    cfg = TrainConfig.from_params(params)
+    p = typed(params)
+    prepare_dataset(p.data, p.noise, 0, "data/prepared")
+    cfg = TrainConfig.from_params(p)
     result, _ = train_and_evaluate(load_prepared("data/prepared"), cfg, 0)
     torch_save("models/model.pt", {"model": result.best_state})
     stage.run(["--expert", str(GOOGLE)])

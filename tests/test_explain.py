@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sampleval.explain import COLUMNS, explain, plot_explanations
+from sampleval.influence.explain import COLUMNS, explain, plot_explanations
 from sampleval.influence.core import Checkpoint
-from sampleval.losses import TrainingLoss
-from sampleval.models import SmallCNN
-from sampleval.training import to_float
+from sampleval.training.losses import TrainingLoss
+from sampleval.training.models import SmallCNN
+from sampleval.training.loop import to_float
 
 
 

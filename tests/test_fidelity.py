@@ -8,14 +8,15 @@ from types import SimpleNamespace
 import pandas as pd
 import numpy as np
 import pytest
+
+from sampleval.experiments.settings import FidelityParams
 import torch
 from torch import nn
 
-from sampleval.convex import convex_leave_one_out
-from sampleval.correlations import correlation_table, correlations
-from sampleval.fidelity_report import render_table
-from sampleval.fidelity import (
-    FidelityConfig,
+from sampleval.experiments.convex import convex_leave_one_out
+from sampleval.experiments.correlations import correlation_table, correlations, seed_noise
+from sampleval.reporting.fidelity_table import render_table
+from sampleval.experiments.fidelity import (
     Retraining,
     average_over_seeds,
     evaluate,
@@ -23,10 +24,9 @@ from sampleval.fidelity import (
     linear_datamodeling_score,
     random_subsets,
     sample_points,
-    seed_noise,
     subset_val_losses,
 )
-from sampleval.training import TrainConfig
+from sampleval.training.loop import TrainConfig
 
 
 
@@ -162,7 +162,7 @@ def test_fixed_epoch_with_the_real_recipe_equals_that_epoch_of_a_full_run():
     the full run (same cosine schedule over 3 epochs, no reselection)."""
     from sklearn.datasets import load_digits
 
-    from sampleval.training import train
+    from sampleval.training.loop import train
 
     d = load_digits()
     imgs = np.clip(np.rint(d.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
@@ -191,7 +191,7 @@ def test_leave_one_out_with_the_real_recipe_is_deterministic():
     # the same retrainings on a 2-worker pool: identical, in the same order
     from dataclasses import replace
 
-    from sampleval.compute import Compute
+    from sampleval.runtime.compute import Compute
 
     pooled = replace(setup, compute=Compute(workers=2), runs=[])
     pd.testing.assert_frame_equal(leave_one_out(pooled, points, seed=[0, 1]), a)
@@ -297,8 +297,8 @@ def test_evaluate_and_render_table_with_a_known_trainer(tmp_path):
     setup = _setup(values, _additive_trainer(values, seed_offset=3.0))
     scores = pd.DataFrame({"tracin": values, "tracin_epoch_001": -values, "tracin_epoch_002": 2 * values, "tracin_epoch_003": 0 * values,
                            "self_influence": values**2, "loss": rng.normal(size=30)})
-    fc = FidelityConfig(n_points=10, n_subsets=12, seeds=(0, 1, 2), subset_seeds=(0,), n_bootstrap=200,
-                        tracin_checkpoints=("all", "up_to_selected", "burn_in_1"))
+    fc = FidelityParams(n_points=10, seeds=[0, 1, 2], n_subsets=12, subset_seeds=[0], subset_fraction=0.5, epoch="selected", n_bootstrap=200,
+                        tracin_checkpoints=["all", "up_to_selected", "burn_in_1"])
     out, table = evaluate(setup, scores, ["tracin", "self_influence", "loss"], fc, seed=0, selected_epoch=1)
     assert set(out["network"]) == {"tracin", "loss"}  # self-influence is a magnitude
     t = out["network"]["tracin"]

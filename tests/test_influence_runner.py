@@ -5,22 +5,26 @@ shards) never changes its columns, and the job cache recomputes only the estimat
 inputs changed."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from sampleval.compute import Compute, JobCache
+from sampleval.runtime.compute import Compute, JobCache
 from sampleval.data.prepared import Prepared
-from sampleval.influence import InfluenceSettings, make_context, run_estimator
+from sampleval.influence.context import InfluenceSettings
+from sampleval.influence.runner import run_estimator
+from sampleval.influence.core import make_context
 from sampleval.influence.core import Checkpoint
 from sampleval.influence.runner import Baseline, baseline_fingerprint, fans_out, run_estimators
-from sampleval.models import build_model
-from sampleval.training import TrainConfig
+from sampleval.training.models import build_model
+from sampleval.training.loop import TrainConfig
 
 CFG = TrainConfig(epochs=3, batch_size=16, device="cpu")
-INFLUENCE = {"batch_size": 16, "damping": 0.1, "cg_iterations": 20, "tracin_method": "central",
-             "options": {"tracin": {"burn_in": 0}, "if_last_layer": {"max_dense": 12000}}}
+INFLUENCE = InfluenceSettings(batch_size=16, damping=0.1, cg_iterations=20, tracin_method="central",
+                              options={"tracin": {"burn_in": 0}, "if_last_layer": {"max_dense": 12000}})
 METHODS = ["tracin", "loss", "if_last_layer"]
 
 
@@ -57,8 +61,8 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 def test_jobs_in_a_pool_give_the_estimators_own_columns(baseline):
-    serial = run_estimators(baseline, METHODS, INFLUENCE, 0, Compute(workers=1))
-    pooled = run_estimators(baseline, METHODS, INFLUENCE, 0, Compute(workers=2))
+    serial = run_estimators(baseline, METHODS, INFLUENCE, Compute(workers=1))
+    pooled = run_estimators(baseline, METHODS, INFLUENCE, Compute(workers=2))
     assert list(serial) == list(pooled) == METHODS
     for m in METHODS:
         _assert_same(serial[m].columns, _direct(baseline, m))
@@ -69,29 +73,29 @@ def test_jobs_in_a_pool_give_the_estimators_own_columns(baseline):
 
 def test_sharded_estimators_run_in_the_driver_with_the_same_bits(baseline):
     assert fans_out("trak", 1) and fans_out("tracin", 2) and not fans_out("tracin", 1) and not fans_out("loss", 4)
-    one = run_estimators(baseline, ["tracin", "self_influence"], INFLUENCE, 0, Compute(workers=1), shards=1)
-    three = run_estimators(baseline, ["tracin", "self_influence"], INFLUENCE, 0, Compute(workers=1), shards=3)
+    one = run_estimators(baseline, ["tracin", "self_influence"], INFLUENCE, Compute(workers=1), shards=1)
+    three = run_estimators(baseline, ["tracin", "self_influence"], INFLUENCE, Compute(workers=1), shards=3)
     for m in one:
         _assert_same(three[m].columns, one[m].columns)
 
 
 def test_job_cache_recomputes_only_changed_estimators(baseline, tmp_path, capfd):
     cache = JobCache(tmp_path, baseline_fingerprint(baseline))
-    first = run_estimators(baseline, ["tracin", "loss"], INFLUENCE, 0, Compute(workers=1), cache=cache)
+    first = run_estimators(baseline, ["tracin", "loss"], INFLUENCE, Compute(workers=1), cache=cache)
     assert len(list(tmp_path.glob("*.json"))) == 2
     capfd.readouterr()
-    grown = run_estimators(baseline, ["tracin", "loss", "if_last_layer"], INFLUENCE, 0, Compute(workers=1), cache=cache)
+    grown = run_estimators(baseline, ["tracin", "loss", "if_last_layer"], INFLUENCE, Compute(workers=1), cache=cache)
     assert "2 of 3 jobs read from the job cache" in capfd.readouterr().err
     for m in first:  # read back bit for bit, diagnostics included
         _assert_same(grown[m].columns, first[m].columns)
         assert grown[m].diagnostics == first[m].diagnostics
     # one estimator's options are part of its own key only
-    changed = {**INFLUENCE, "options": {**INFLUENCE["options"], "tracin": {"burn_in": 1}}}
-    again = run_estimators(baseline, ["tracin", "loss", "if_last_layer"], changed, 0, Compute(workers=1), cache=cache)
+    changed = replace(INFLUENCE, options={**INFLUENCE.options, "tracin": {"burn_in": 1}})
+    again = run_estimators(baseline, ["tracin", "loss", "if_last_layer"], changed, Compute(workers=1), cache=cache)
     assert "2 of 3 jobs read from the job cache" in capfd.readouterr().err
     assert again["tracin"].diagnostics["epochs_used"] == [2, 3]
     # a shared setting (damping) is part of every key
-    run_estimators(baseline, ["loss"], {**INFLUENCE, "damping": 0.2}, 0, Compute(workers=1), cache=cache)
+    run_estimators(baseline, ["loss"], replace(INFLUENCE, damping=0.2), Compute(workers=1), cache=cache)
     assert "read from the job cache" not in capfd.readouterr().err
 
 
@@ -106,7 +110,7 @@ def test_fingerprint_follows_the_weights(baseline):
 def test_one_loader_reads_the_training_outputs(baseline, tmp_path):
     """Baseline.load and load_selected_model read models/model.pt the same way (the one
     reader, load_selected); make_context puts the baseline and the settings into the context."""
-    from sampleval.checkpoints import epoch_checkpoint_path
+    from sampleval.training.checkpoints import epoch_checkpoint_path
     from sampleval.influence.context import load_selected_model
     from sampleval.io import torch_save
 

@@ -1,4 +1,4 @@
-"""Same bits on any x86-64 CPU: the kernel pins of sampleval.kernels win over the environment,
+"""Same bits on any x86-64 CPU: the kernel pins of sampleval.runtime.kernels win over the environment,
 reach every process that computes, and can be turned off."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sampleval import kernels
+from sampleval.runtime import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNABLE = kernels.pinnable()
@@ -79,7 +79,7 @@ def test_machine_class_names_the_pinned_class():
 
 
 def test_pool_workers_and_ray_get_the_pins():
-    from sampleval.compute import Compute, run_jobs
+    from sampleval.runtime.compute import Compute, run_jobs
 
     out = run_jobs(_worker_env, [{"i": 0}, {"i": 1}], Compute(backend="local", workers=2), desc="env")
     for env in out:

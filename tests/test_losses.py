@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sampleval.losses import clamped_pos_weight, focal_loss, sigmoid_focal_loss
+from sampleval.training.losses import clamped_pos_weight, focal_loss, sigmoid_focal_loss
 
 
 def test_gamma_zero_is_cross_entropy_with_smoothing():

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from sampleval.io import torch_save
-from sampleval.models import ChannelAdapter, SmallCNN, build_model, last_linear
+from sampleval.training.models import ChannelAdapter, SmallCNN, build_model, last_linear
 
 
 def test_small_cnn_shapes_and_last_linear_is_the_output():

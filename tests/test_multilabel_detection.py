@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sampleval import multilabel_detection as md
+from sampleval.detection import multilabel as md
 from sampleval.data.noise import inject_multilabel_noise
 from sampleval.data.xray import NIH14_FINDINGS, load_nih14, parse_nih14_labels
-from sampleval.training import TrainConfig
+from sampleval.training.loop import TrainConfig
 from xray_fixtures import FIXTURES, make_nih_root
 
 NIH = FIXTURES / "nih14_google_sample.csv"

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from sampleval.config import ParamsError, load_params, read_yaml, resolve_noise
+from dataclasses import replace
+
+from sampleval.config import ParamsError, load, load_params, read_yaml, resolve_noise
+from sampleval.data.settings import NoiseParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,12 +27,12 @@ def _params(tmp_path, **data) -> Path:
 
 def test_the_default_is_auto_pairwise_on_digits_none_on_own_data(tmp_path):
     assert read_yaml((ROOT / "params.yaml").read_text())["noise"]["kind"] == "auto"
-    assert load_params(_params(tmp_path))["noise"]["kind"] == "pairwise"
-    own = load_params(_params(tmp_path, source="table", file="sklearn:wine"))
-    assert own["noise"] == {"kind": "none", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]}
+    assert load(_params(tmp_path)).noise.kind == "pairwise"
+    own = load(_params(tmp_path, source="table", file="sklearn:wine"))
+    assert own.noise == NoiseParams(kind="none", rate=0.4, pairs=[[9, 4]], splits=["train"])
     for source in ("imagefolder", "manifest", "nih14"):
-        assert resolve_noise({"kind": "auto", "rate": 0.4, "pairs": [[9, 4]]}, source)["kind"] == "none"
-    asked = {"kind": "uniform", "rate": 0.1, "pairs": []}
+        assert resolve_noise(NoiseParams("auto", 0.4, [[9, 4]], ["train"]), source).kind == "none"
+    asked = NoiseParams("uniform", 0.1, [], ["train"])
     assert resolve_noise(asked, "table") is asked  # asked for: injected on own data too
 
 
@@ -41,12 +44,12 @@ def test_a_bad_kind_names_auto_among_the_allowed(tmp_path):
 
 
 def test_own_table_is_prepared_without_flips_unless_asked(tmp_path):
-    from sampleval.prepare import prepare_dataset
+    from sampleval.data.prepare import prepare_dataset
 
-    params = load_params(_params(tmp_path, source="table", file="sklearn:wine"))
-    manifest = prepare_dataset(params["data"], params["noise"], 0, tmp_path / "clean")
+    params = load(_params(tmp_path, source="table", file="sklearn:wine"))
+    manifest = prepare_dataset(params.data, params.noise, 0, tmp_path / "clean")
     assert sum(manifest["n_flipped"].values()) == 0 and manifest["noise"]["kind"] == "none"
-    noisy = prepare_dataset(params["data"], {**params["noise"], "kind": "uniform", "rate": 0.2}, 0, tmp_path / "noisy")
+    noisy = prepare_dataset(params.data, replace(params.noise, kind="uniform", rate=0.2), 0, tmp_path / "noisy")
     assert noisy["n_flipped"]["train"] > 0
-    auto = prepare_dataset(params["data"], {**params["noise"], "kind": "auto"}, 0, tmp_path / "auto")  # library callers too
+    auto = prepare_dataset(params.data, replace(params.noise, kind="auto"), 0, tmp_path / "auto")  # library callers too
     assert sum(auto["n_flipped"].values()) == 0

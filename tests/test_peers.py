@@ -11,13 +11,14 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from sampleval import estimators as reg
+from sampleval.influence import registry as reg
 from sampleval.data.digits import load_digits_source
 from sampleval.data.noise import inject_noise
-from sampleval.influence import InfluenceContext, run_estimator
+from sampleval.influence.context import InfluenceContext
+from sampleval.influence.runner import run_estimator
 from sampleval.influence.core import Samples, load_checkpoints
-from sampleval.models import build_model
-from sampleval.training import TrainConfig, train
+from sampleval.training.models import build_model
+from sampleval.training.loop import TrainConfig, train
 
 CFG = TrainConfig(epochs=5, batch_size=32, lr=3e-3, device="cpu")
 

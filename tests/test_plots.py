@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sampleval import plots
-from sampleval.cells import CellKey
+from sampleval.reporting import figures
+from sampleval.experiments.subset_cells import CellKey
 
 
 def _cell(key, accs, chosen):
@@ -24,7 +24,7 @@ CELLS = {
 
 
 def test_subsets_table_summarises_seeds():
-    df = plots.subsets_table(CELLS, "accuracy")
+    df = figures.subsets_table(CELLS, "accuracy")
     row = df[df["ranking"] == "tracin"].iloc[0]
     assert (row["mean"], row["min"], row["max"], row["n_seeds"]) == (pytest.approx(0.9), 0.8, 1.0, 3)
     assert row["std"] == pytest.approx(np.std([0.9, 0.8, 1.0], ddof=1))
@@ -32,7 +32,7 @@ def test_subsets_table_summarises_seeds():
 
 
 def test_composition_table_means_random_draws_over_seeds():
-    df = plots.composition_table(CELLS)
+    df = figures.composition_table(CELLS)
     ctrl = df[(df["ranking"] == "random") & (df["class"] == "0")].iloc[0]
     assert ctrl["chosen"] == pytest.approx(5.0) and ctrl["chosen_share"] == pytest.approx(0.5) and not ctrl["stripped"]
     ranked = df[(df["ranking"] == "tracin") & (df["class"] == "0")].iloc[0]
@@ -40,9 +40,9 @@ def test_composition_table_means_random_draws_over_seeds():
 
 
 def test_figures_are_written_as_pngs(tmp_path):
-    table = plots.subsets_table(CELLS, "accuracy")
-    plots.subsets_plot(table, "accuracy", 0.95, tmp_path / "subsets.png")
-    plots.composition_heatmap(plots.composition_table(CELLS), tmp_path / "composition.png")
+    table = figures.subsets_table(CELLS, "accuracy")
+    figures.subsets_plot(table, "accuracy", 0.95, tmp_path / "subsets.png")
+    figures.composition_heatmap(figures.composition_table(CELLS), tmp_path / "composition.png")
     for name in ("subsets.png", "composition.png"):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.size[0] > 200 and im.size[1] > 100
@@ -50,9 +50,9 @@ def test_figures_are_written_as_pngs(tmp_path):
 
 def test_sorted_scores_and_detection_table():
     table = pd.DataFrame({"tracin": [0.3, -0.2, 0.1, -0.5], "flipped": [False, True, False, True]})
-    ordered = plots.sorted_scores(table, "tracin")
+    ordered = figures.sorted_scores(table, "tracin")
     assert list(ordered["score"]) == [-0.5, -0.2, 0.1, 0.3] and list(ordered["flipped"]) == [True, True, False, False]
-    det = plots.detection_table(table, ["tracin"])
+    det = figures.detection_table(table, ["tracin"])
     found = det.set_index("inspected")["found"]
     assert found.loc[0.5] == pytest.approx(1.0) and found.loc[0.0] == 0.0  # the two most harmful are the flipped ones
 
@@ -70,31 +70,31 @@ FIDELITY = {
 def test_fidelity_table_and_figure_from_the_metrics(tmp_path):
     """The figure's data is fidelity.json's LDS and LOO Spearman with their CIs, one row per
     estimator and TracIn variant (the non-dict selected_epoch is no row); missing values are NaN."""
-    table = plots.fidelity_table(FIDELITY)
+    table = figures.fidelity_table(FIDELITY)
     assert list(table["estimator"]) == ["tracin", "if_cg", "tracin[all]"]
     row = table.set_index("estimator").loc["if_cg"]
     assert (row["lds"], row["lds_lo"], row["lds_hi"]) == (0.46, 0.22, 0.66) and np.isnan(row["loo_spearman"])
-    plots.fidelity_plot(table, tmp_path / "fidelity.png")
+    figures.fidelity_plot(table, tmp_path / "fidelity.png")
     with Image.open(tmp_path / "fidelity.png") as im:
         assert im.format == "PNG" and im.size[0] > 600
 
 
 def test_long_tables_for_dvc_plots():
     wide = pd.DataFrame({"inspected": [0.0, 0.5, 1.0], "tracin": [0.0, 0.9, 1.0], "random": [0.0, 0.5, 1.0]})
-    long = plots.detection_curves_long({"pair": wide, "uniform": wide}, max_inspected=1.0)
+    long = figures.detection_curves_long({"pair": wide, "uniform": wide}, max_inspected=1.0)
     assert list(long.columns) == ["panel", "group", "inspected", "found"] and len(long) == 12
-    assert len(plots.detection_curves_long({"pair": wide}, max_inspected=0.5)) == 4
+    assert len(figures.detection_curves_long({"pair": wide}, max_inspected=0.5)) == 4
     assert long[(long["panel"] == "uniform") & (long["group"] == "tracin")]["found"].tolist() == [0.0, 0.9, 1.0]
     rounds = pd.DataFrame({"seed": [0, 1, 0, 1], "arm": ["refined", "refined", "random", "random"], "round": [1, 1, 1, 1],
                            "test_accuracy": [0.9, 0.8, 0.7, 0.7]})
-    means = plots.refine_rounds(rounds).set_index("group")
+    means = figures.refine_rounds(rounds).set_index("group")
     assert means.loc["refined", "test_accuracy"] == pytest.approx(0.85) and means.loc["random", "test_accuracy"] == pytest.approx(0.7)
-    cells = plots.subsets_cells(plots.subsets_table(CELLS, "accuracy"))
+    cells = figures.subsets_cells(figures.subsets_table(CELLS, "accuracy"))
     assert set(cells["cell"]) == {"tracin/global/remove-harmful@0.1", "random/global/remove-random@0.1"}
 
 
 def test_detection_rankings_have_distinct_styles():
-    from sampleval.detection.summary import _style
+    from sampleval.detection.summary_figures import _style
 
     names = [f"r{i}" for i in range(12)] + ["cleanlab", "random", "rec"]
     styles = [_style(r, "rec", i) for i, r in enumerate(names)]

@@ -1,15 +1,17 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from sampleval.config import ParamsError
 from sampleval.data.prepared import DataError, load_prepared
-from sampleval.prepare import prepare_dataset
+from sampleval.data.prepare import prepare_dataset
+from typed_params import data_params, noise_params
 
-DATA = {"source": "digits", "root": None, "val_fraction": 0.15, "test_fraction": 0.2, "limit": None, "image_size": 8,
-        "on_bad_image": "fail", "uncertainty": "ones", "frontal_only": True}
-NOISE = {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]}
+DATA = data_params(source="digits", root=None, val_fraction=0.15, test_fraction=0.2, limit=None, image_size=8,
+                   on_bad_image="fail", uncertainty="ones", frontal_only=True)
+NOISE = noise_params(kind="pairwise", rate=0.4, pairs=[[9, 4]], splits=["train"])
 
 
 def test_digits_prepared_contract(tmp_path):
@@ -35,12 +37,12 @@ def test_same_params_same_content_and_val_noise_when_asked(tmp_path):
     a = prepare_dataset(DATA, NOISE, 0, tmp_path / "a")
     b = prepare_dataset(DATA, NOISE, 0, tmp_path / "b")
     assert a["content_sha256"] == b["content_sha256"]
-    c = prepare_dataset(DATA, {**NOISE, "splits": ["train", "val"]}, 0, tmp_path / "c")
+    c = prepare_dataset(DATA, replace(NOISE, splits=["train", "val"]), 0, tmp_path / "c")
     assert c["n_flipped"]["val"] > 0 and c["n_flipped"]["test"] == 0
 
 
 def test_resize_and_limit(tmp_path):
-    m = prepare_dataset({**DATA, "image_size": 32, "limit": 500}, NOISE, 0, tmp_path)
+    m = prepare_dataset(replace(DATA, image_size=32, limit=500), NOISE, 0, tmp_path)
     assert m["image_shape"] == [1, 32, 32]
     assert sum(m["n_samples"].values()) == 500
 
@@ -49,4 +51,4 @@ def test_errors(tmp_path):
     with pytest.raises(DataError, match="dvc repro prepare"):
         load_prepared(tmp_path / "missing")
     with pytest.raises(ParamsError, match="data.root"):
-        prepare_dataset({**DATA, "source": "nih14"}, {**NOISE, "kind": "none"}, 0, tmp_path)
+        prepare_dataset(replace(DATA, source="nih14"), replace(NOISE, kind="none"), 0, tmp_path)

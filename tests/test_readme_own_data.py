@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sampleval.config import check_consistency, read_yaml, validate
+from sampleval.config import read_yaml, typed
 from sampleval.data.prepared import load_prepared
-from sampleval.experiment import train_and_evaluate
-from sampleval.prepare import prepare_dataset
-from sampleval.training import TrainConfig
+from sampleval.training.retrain import train_and_evaluate
+from sampleval.data.prepare import prepare_dataset
+from sampleval.training.loop import TrainConfig
 from sources_fixtures import make_imagefolder, make_manifest, make_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +42,9 @@ def test_readme_example_runs(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     FIXTURES[name]()
     params = merge(read_yaml((ROOT / "params.yaml").read_text()), read_yaml(EXAMPLES[name]))
-    validate(params)
-    check_consistency(params)
-    manifest = prepare_dataset(params["data"], params["noise"], params["seed"], "data/prepared")
-    assert manifest["source"] == params["data"]["source"] and all(manifest["n_samples"].values())
+    params = typed(params)  # every key and every cross-section rule
+    manifest = prepare_dataset(params.data, params.noise, params.seed, "data/prepared")
+    assert manifest["source"] == params.data.source and all(manifest["n_samples"].values())
     prepared = load_prepared("data/prepared")
     cfg = TrainConfig.from_params(params)
     cfg.epochs = 1

@@ -5,16 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sampleval import refine as rf
+from sampleval.experiments import refine as rf
 from sampleval.data.prepared import Split, load_prepared
-from sampleval.prepare import prepare_dataset
-from sampleval.training import TrainConfig
+from sampleval.data.prepare import prepare_dataset
+from sampleval.training.loop import TrainConfig
+from sampleval.influence.settings import InfluenceSettings
+from typed_params import data_params, noise_params
 
-DATA = {"source": "digits", "root": None, "val_fraction": 0.3, "test_fraction": 0.3, "limit": 200, "image_size": 8,
-        "on_bad_image": "fail", "uncertainty": "ones", "frontal_only": True}
-NOISE = {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]}
-INFLUENCE = {"batch_size": 256, "damping": 0.1, "cg_iterations": 10, "tracin_method": "central",
-             "options": {"tracin": {"burn_in": 0}}}  # 2-epoch runs: keep both checkpoints
+DATA = data_params(source="digits", root=None, val_fraction=0.3, test_fraction=0.3, limit=200, image_size=8,
+                   on_bad_image="fail", uncertainty="ones", frontal_only=True)
+NOISE = noise_params(kind="pairwise", rate=0.4, pairs=[[9, 4]], splits=["train"])
+INFLUENCE = InfluenceSettings(batch_size=256, damping=0.1, cg_iterations=10, tracin_method="central",
+                              options={"tracin": {"burn_in": 0}})  # 2-epoch runs: keep both checkpoints
 
 
 def test_dcs_hand_case():
@@ -156,7 +158,7 @@ def test_plot_writes_png(tiny, tmp_path):
 def test_summarize_tests_accuracies_on_integer_counts():
     from scipy import stats as st
 
-    from sampleval.stats import signed_rank_statistic
+    from sampleval.experiments.stats import signed_rank_statistic
 
     refined = [326, 327, 330, 331, 329, 335, 333, 328]
     random = [324, 325, 330, 329, 330, 331, 333, 321]  # differences 2 2 0 2 -1 4 0 7: three tied at 2, two zeros
@@ -185,13 +187,13 @@ def test_summarize_tests_accuracies_on_integer_counts():
 def test_refine_seeds_must_let_bh_over_the_rounds_reach_alpha():
     from pathlib import Path
 
-    from sampleval.config import ParamsError, check_consistency, load_params
+    from sampleval.config import ParamsError, load_params, typed
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     assert params["refine"]["rounds"] * 2 / 2 ** len(params["refine"]["seeds"]) <= params["stats"]["alpha"]  # the default can
     params["refine"].update(seeds=[0, 1, 2, 3, 4, 5], rounds=3)  # 3 x 2/64 = 0.094 > 0.05
     with pytest.raises(ParamsError, match=r"6 'refine.seeds' cannot reach 'stats.alpha' = 0.05 after Benjamini-Hochberg over 3 "
                                           r"'refine.rounds'.*2/2\^6 = 0.03125.*0.09375; use at least 7 seeds \(8 to allow one zero"):
-        check_consistency(params)
+        typed(params)
     params["refine"]["rounds"] = 1  # one round: no multiplicity, 6 seeds reach 0.031
-    check_consistency(params)
+    typed(params)

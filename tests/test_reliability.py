@@ -18,12 +18,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sampleval.baseline import chance_level  # noqa: E402
+from sampleval.training.chance import chance_level  # noqa: E402
 from sampleval.config import SCHEMA, read_yaml  # noqa: E402
 from sampleval.data.prepared import DataError  # noqa: E402
 from sampleval.data.xray import load_nih14, read_nih14_csv  # noqa: E402
 from sampleval.io import torch_save, write_json, write_npy, write_parquet  # noqa: E402
-from sampleval.training import TrainConfig, TrainingError, check_divergence, list_checkpoints, load_checkpoint, train  # noqa: E402
+from sampleval.training.loop import TrainConfig, TrainingError, check_divergence, list_checkpoints, load_checkpoint, train  # noqa: E402
+from sampleval.training.settings import ChecksParams  # noqa: E402
 from stages._common import one_line_errors, require_usable_baseline  # noqa: E402
 from xray_fixtures import make_nih_root, nih_frame  # noqa: E402
 
@@ -226,7 +227,7 @@ def test_divergence_rule():
 
 
 def test_divergence_later_keeps_the_checkpoints_of_completed_epochs(tmp_path, monkeypatch):
-    import sampleval.training as T
+    import sampleval.training.loop as T
 
     x, y = _tiny()
     real = T.check_divergence
@@ -278,14 +279,18 @@ def _baseline_files(tmp_path, accuracy):
 def test_chance_level_baseline_is_refused_in_one_line_unless_allowed(tmp_path, capsys, caplog, monkeypatch):
     monkeypatch.delenv("SAMPLEVAL_DEBUG", raising=False)
     files = _baseline_files(tmp_path, 0.11)
-    params = {"checks": {"allow_chance_level": False}}
+    from dataclasses import replace
+
+    from typed_params import committed
+
+    params = replace(committed(), checks=ChecksParams(allow_chance_level=False))
     with pytest.raises(SystemExit) as stop, one_line_errors():
         require_usable_baseline(params, *files)
     assert stop.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: baseline model refused: validation accuracy 0.11 is at chance level")
     assert "checks.allow_chance_level: true" in lines[0] and "train.lr" in lines[0]
-    require_usable_baseline({"checks": {"allow_chance_level": True}}, *files)  # allowed: a warning only
+    require_usable_baseline(replace(params, checks=ChecksParams(allow_chance_level=True)), *files)  # allowed: a warning only
     assert "checks.allow_chance_level is true" in caplog.text
     require_usable_baseline(params, *_baseline_files(tmp_path, 0.9))
 

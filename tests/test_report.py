@@ -1,14 +1,14 @@
-from sampleval.cells import CellKey
-from sampleval.report import SECTIONS, ReportInputs, render_report
+from dataclasses import replace
 
-PARAMS = {
-    "data": {"source": "digits"},
-    "noise": {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]]},
-    "model": {"name": "small_cnn"},
-    "train": {"epochs": 3},
-    "influence": {"tracin_method": "central"},
-    "subsets": {"scores": ["tracin"], "variants": ["global"]},
-}
+from sampleval.data.settings import NoiseParams
+from sampleval.experiments.subset_cells import CellKey
+from sampleval.reporting.report import SECTIONS, render_report
+from sampleval.reporting.report_inputs import ReportInputs
+from typed_params import committed
+
+_P = committed()  # the digits, 40 % of training 9s -> 4, small_cnn
+PARAMS = replace(_P, train=replace(_P.train, epochs=3), influence=replace(_P.influence, tracin_method="central"),
+                 subsets=replace(_P.subsets, scores=["tracin"], variants=["global"]))
 METRICS = {"accuracy": 0.9, "macro_f1": 0.8, "macro_auroc": 0.95, "ece": 0.1}
 
 
@@ -84,7 +84,7 @@ def test_every_number_comes_from_the_inputs():
 
 
 def test_detection_section_names_rankings_that_fail_somewhere():
-    from sampleval.report import ReportInputs, section_detection
+    from sampleval.reporting.sections_labels import section_detection
 
     cell = lambda m: {"auroc_mean": m, "auroc_sd": 0.01}  # noqa: E731
     det = {
@@ -97,16 +97,16 @@ def test_detection_section_names_rankings_that_fail_somewhere():
         "advice": {}, "stability": {"setting": "pair", "seeds": [0, 1, 2], "top_share": 0.05,
                                     "rankings": {"tracin": {"auroc_min": 0.6, "auroc_max": 1.0, "top5_jaccard_mean": 0.5, "top5_jaccard_min": 0.2}}},
     }
-    text = "\n".join(section_detection(ReportInputs({}, {}, {}, {}, extra={"detection": det})))
+    text = "\n".join(section_detection(ReportInputs({}, {}, {}, None, extra={"detection": det})))
     assert "`tracin` (AUROC 0.700 at uni)" in text and "`loss` (AUROC" not in text  # random is the chance line, not a claim
     assert "| tracin | 0.600-1.000 | 0.50 (0.20) |" in text and "3 of 4 held-out" in text
-    assert section_detection(ReportInputs({}, {}, {}, {})) == []
+    assert section_detection(ReportInputs({}, {}, {}, None)) == []
 
 
 def _headline_inputs():
     inp = _inputs()
-    inp.params = {**PARAMS, "seed": 0, "noise": {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"]},
-                  "detect": {"stability_setting": "pair"}}
+    inp.params = replace(PARAMS, seed=0, noise=NoiseParams("pairwise", 0.4, [[9, 4]], ["train"]),
+                         detect=replace(PARAMS.detect, stability_setting="pair"))
     cell = lambda setting, seed, noise_seed, found: {  # noqa: E731
         "setting": setting, "seed": seed, "n_flipped": 10,
         "noise": {"kind": "pairwise", "rate": 0.4, "pairs": [[9, 4]], "splits": ["train"], "noise_seed": noise_seed},
@@ -124,7 +124,7 @@ def _headline_inputs():
 
 
 def test_headline_has_ten_flat_numbers_from_the_metrics():
-    from sampleval.report import finding, headline
+    from sampleval.reporting.headline import finding, headline
 
     h = headline(_headline_inputs())
     assert h == {"test_accuracy": 0.9, "n_flipped": 10, "flips_top5": 9, "rec_auroc": 0.97, "rec_ap": 0.61,
@@ -139,7 +139,7 @@ def test_headline_has_ten_flat_numbers_from_the_metrics():
     assert h["flips_top5"] == 10 and h["best_vs_matched_diff"] == 0.005 and h["best_vs_matched_q"] == 0.2
     assert "by +0.5 points against random samples of the same classes (q 0.2000), so not distinguishable from thinning" in finding(inp)
     # coinciding cells count once and the largest difference wins; a missing source gives None, not an error
-    empty = headline(ReportInputs({"test": {"accuracy": 0.5}}, {}, {}, {"seed": 0, "noise": {"kind": "none", "rate": 0, "pairs": []}}))
+    empty = headline(ReportInputs({"test": {"accuracy": 0.5}}, {}, {}, replace(PARAMS, seed=0, noise=NoiseParams("none", 0.0, [], ["train"]))))
     assert empty["test_accuracy"] == 0.5 and all(v is None for k, v in empty.items() if k != "test_accuracy")
 
 
@@ -157,7 +157,7 @@ def test_first_line_says_what_was_found():
 
 
 def test_figures_are_linked_under_their_section_and_embedded_in_the_html(tmp_path):
-    from sampleval.report import render_html
+    from sampleval.reporting.report import render_html
 
     inp = _inputs()
     inp.figures = frozenset({"plots/train_curve.png", "plots/composition.png"})
@@ -178,7 +178,7 @@ def test_figures_are_linked_under_their_section_and_embedded_in_the_html(tmp_pat
 
 def test_header_says_own_data_has_no_injected_noise_and_the_sweep_runs_on_digits():
     inp = _inputs()
-    inp.params = {**PARAMS, "data": {"source": "table"}, "noise": {"kind": "none", "rate": 0.4, "pairs": [[9, 4]]}}
+    inp.params = replace(PARAMS, data=replace(PARAMS.data, source="table"), noise=replace(PARAMS.noise, kind="none"))
     header = "\n".join(SECTIONS[0](inp))
     assert "Data: `table`, no injected label noise; model" in header
     assert "detection sweep below is a benchmark on the embedded digits" in header

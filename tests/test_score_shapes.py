@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sampleval import score_shapes as sh
+from sampleval.detection import score_shapes as sh
 
 
 def _cell(seed, n=120, n_flip=12, pattern="pairwise", ends=True):

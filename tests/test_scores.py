@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from sampleval.data.prepared import DataError, Prepared
-from sampleval.scores import detection_curve, detection_summary, influence_summary, merge_diagnostics, merge_scores, ranking_columns, suspicion
+from sampleval.influence.scores import detection_curve, detection_summary, influence_summary, merge_diagnostics, merge_scores, ranking_columns, suspicion
 
 
 def _prepared(n=6):

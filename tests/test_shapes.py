@@ -7,8 +7,8 @@ from torch import nn
 
 from sampleval.influence.core import Checkpoint
 from sampleval.influence.tracin import tracin_scores
-from sampleval.losses import TrainingLoss
-from sampleval.shapes import aggregate_and_per_sample, flipped_distance_from_centre, per_sample_tracin, s_shapedness
+from sampleval.training.losses import TrainingLoss
+from sampleval.influence.s_shapedness import aggregate_and_per_sample, flipped_distance_from_centre, per_sample_tracin, s_shapedness
 
 t = np.linspace(0, 1, 501)
 S_CURVE = -np.sign(t - 0.5) * np.abs(2 * t - 1) ** 3   # flat middle, steep tails (descending)

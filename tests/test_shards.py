@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from sampleval.compute import Compute
-from sampleval.influence import InfluenceContext, run_estimator
+from sampleval.runtime.compute import Compute
+from sampleval.influence.context import InfluenceContext
+from sampleval.influence.runner import run_estimator
 from sampleval.influence.core import Checkpoint, Samples, batch_bounds, batches
 from sampleval.influence.tracin import self_influence_scores, shard_segments, sharded_scores, tracin_scores
-from sampleval.losses import TrainingLoss
+from sampleval.training.losses import TrainingLoss
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
-from sampleval.config import ParamsError, check_consistency, load_params
+from sampleval.config import Params, ParamsError, load_params, typed
+from sampleval.data.settings import DataParams, NoiseParams
+from sampleval.schema import from_params
+from typed_params import noise_params
 from sampleval.data.prepared import DataError, load_prepared
-from sampleval.prepare import prepare_dataset
+from sampleval.data.prepare import prepare_dataset
 from sources_fixtures import CLASSES, make_imagefolder, make_manifest, make_table, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = load_params(ROOT / "params.yaml")
-NO_NOISE = {"kind": "none", "rate": 0.0, "pairs": [], "splits": ["train"]}
+NO_NOISE = NoiseParams(kind="none", rate=0.0, pairs=[], splits=["train"])
 
 
-def params(source: str, model: str | None = None, **data) -> dict:
+def params(source: str, model: str | None = None, **data) -> Params:
     p = copy.deepcopy(BASE)
     p["data"].update(source=source, **data)
     p["model"]["name"] = model or ("logistic" if source == "table" else "small_cnn")
@@ -25,12 +28,11 @@ def params(source: str, model: str | None = None, **data) -> dict:
         p["data"]["image_size"] = data.get("image_size")
     if data.get("label_separator") or data.get("finding_columns"):
         p["subsets"]["variants"] = ["global"]
-    check_consistency(p)
-    return p
+    return typed(p)
 
 
-def prepare(p: dict, tmp_path: Path, noise: dict = NO_NOISE, monkeypatch=None) -> tuple[dict, object]:
-    manifest = prepare_dataset(p["data"], noise, p["seed"], tmp_path / "prepared")
+def prepare(p: Params, tmp_path: Path, noise: NoiseParams = NO_NOISE, monkeypatch=None) -> tuple[dict, object]:
+    manifest = prepare_dataset(p.data, noise, p.seed, tmp_path / "prepared")
     return manifest, load_prepared(tmp_path / "prepared")
 
 
@@ -44,7 +46,7 @@ def _cache_in_tmp(tmp_path, monkeypatch):
 
 def test_wine_table_features_standardised_on_train_only(tmp_path):
     p = params("table", file="sklearn:wine")
-    noise = {"kind": "pairwise", "rate": 0.3, "pairs": [[1, 2]], "splits": ["train"]}
+    noise = NoiseParams(kind="pairwise", rate=0.3, pairs=[[1, 2]], splits=["train"])
     manifest, prep = prepare(p, tmp_path, noise)
     assert prep.images.dtype == np.float32 and prep.images.shape == (178, 13, 1, 1)
     assert manifest["classes"] == ["class_0", "class_1", "class_2"] and manifest["source"] == "table"
@@ -191,9 +193,9 @@ def test_multilabel_manifest_refuses_noise_and_stratified_variant(tmp_path):
     p = copy.deepcopy(BASE)
     p["data"].update(source="manifest", file=str(csv), label_separator="|", image_size=None)
     with pytest.raises(ParamsError, match="'subsets.variants' may include 'stratified' only for multi-class"):
-        check_consistency(p)
+        typed(p)
     with pytest.raises(ParamsError, match="'noise.kind' must be none for multi-label"):
-        prepare_dataset(p["data"], BASE["noise"], 0, tmp_path / "prepared")
+        prepare_dataset(from_params(DataParams, p["data"]), noise_params(), 0, tmp_path / "prepared")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -242,12 +244,12 @@ def test_params_rules_for_own_data():
     with pytest.raises(ParamsError, match="'data.image_size' may be null only for imagefolder/manifest"):
         p = copy.deepcopy(BASE)
         p["data"]["image_size"] = None
-        check_consistency(p)
+        typed(p)
 
 
 @pytest.mark.parametrize("name", ["logistic", "mlp"])
 def test_table_models(name):
-    from sampleval.models import build_model, last_linear
+    from sampleval.training.models import build_model, last_linear
 
     m = build_model(name, 13, 3, 1)
     assert m(torch.zeros(5, 13, 1, 1)).shape == (5, 3)
@@ -257,7 +259,7 @@ def test_table_models(name):
 
 
 def test_to_float_scales_only_uint8():
-    from sampleval.training import to_float
+    from sampleval.training.loop import to_float
 
     assert torch.equal(to_float(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
     x = torch.tensor([-2.5, 3.0])
@@ -269,7 +271,7 @@ def test_to_float_scales_only_uint8():
 def test_imagenet_models_take_grayscale_and_rgb_with_local_weights(tmp_path, name, channels):
     import torchvision
 
-    from sampleval.models import build_model
+    from sampleval.training.models import build_model
 
     torch.manual_seed(0)
     reference = getattr(torchvision.models, name)(weights=None)
@@ -282,7 +284,7 @@ def test_imagenet_models_take_grayscale_and_rgb_with_local_weights(tmp_path, nam
 
 
 def test_pretrained_grayscale_first_conv_and_wrong_file(tmp_path):
-    from sampleval.models import build_model
+    from sampleval.training.models import build_model
 
     state = build_model("resnet18", 3, 1000, 32).net.state_dict()
     gray = dict(state, **{"conv1.weight": state["conv1.weight"].sum(1, keepdim=True)})
@@ -296,10 +298,10 @@ def test_pretrained_grayscale_first_conv_and_wrong_file(tmp_path):
 
 def test_influence_estimators_run_unchanged_on_a_table(tmp_path):
     """Training, the influence context and exact influence functions on the logistic table model."""
-    from sampleval.experiment import train_and_evaluate
+    from sampleval.training.retrain import train_and_evaluate
     from sampleval.detection.cell import influence_context
-    from sampleval.influence import run_estimator
-    from sampleval.training import TrainConfig
+    from sampleval.influence.runner import run_estimator
+    from sampleval.training.loop import TrainConfig
 
     p = params("table", file="sklearn:wine")
     _, prep = prepare(p, tmp_path)
@@ -307,7 +309,7 @@ def test_influence_estimators_run_unchanged_on_a_table(tmp_path):
     cfg.epochs, cfg.lr = 5, 0.05
     result, metrics = train_and_evaluate(prep, cfg, 0, ckpt_dir=tmp_path / "ck")
     assert metrics["test"]["accuracy"] > 0.5
-    ctx = influence_context(prep, result, cfg, p["influence"], 0)
+    ctx = influence_context(prep, result, cfg, p.influence, 0)
     for method in ("tracin", "if_cg", "loss"):
         scores = run_estimator(method, ctx)[method]
         assert len(scores) == len(prep.split("train").y) and np.isfinite(scores).all()
@@ -319,7 +321,7 @@ def test_densenet_file_with_torchvisions_published_key_names(tmp_path):
 
     import torchvision
 
-    from sampleval.models import build_model
+    from sampleval.training.models import build_model
 
     ref = torchvision.models.densenet121(weights=None).state_dict()
     published = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", k): v for k, v in ref.items()}

@@ -39,7 +39,7 @@ def test_our_own_missing_file_sentence_is_kept(capsys, monkeypatch):
 
 def test_library_errors_are_one_line_and_bugs_keep_their_traceback(capsys, monkeypatch):
     from sampleval.data.prepared import DataError
-    from sampleval.training import TrainingError
+    from sampleval.training.loop import TrainingError
 
     monkeypatch.delenv("SAMPLEVAL_DEBUG", raising=False)
     assert _one_line(TrainingError("training diverged"), capsys) == "error: training diverged"
@@ -103,7 +103,7 @@ def test_train_stage_logs_every_epoch(caplog):
 def test_fit_calls_progress_once_per_epoch():
     import numpy as np
 
-    from sampleval.training import TrainConfig, train
+    from sampleval.training.loop import TrainConfig, train
 
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 1, 8, 8)).astype(np.float32), np.arange(40) % 2

@@ -1,4 +1,4 @@
-"""The stages pin OpenBLAS before numpy loads (sampleval.kernels), so that results do not depend on
+"""The stages pin OpenBLAS before numpy loads (sampleval.runtime.kernels), so that results do not depend on
 the x86 CPU's vector width or core count (cleanlab.parquet differed between AVX2 and AVX-512 machines)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sampleval.kernels import cpu_flags as _cpu_flags
+from sampleval.runtime.kernels import cpu_flags as _cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = (

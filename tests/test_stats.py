@@ -1,10 +1,11 @@
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy import stats as st
 
-from sampleval.stats import (
+from sampleval.experiments.stats import (
     benjamini_hochberg,
     bootstrap_median_ci,
     cohen_dz,
@@ -14,6 +15,7 @@ from sampleval.stats import (
     sign_flip_test,
     signed_rank_statistic,
 )
+from typed_params import committed
 
 
 def _by_hand(d):
@@ -158,8 +160,8 @@ def test_compare_reports_counts_as_accuracies():
 
 
 def _answer_inputs(matched_q: float, matched_flipped: int):
-    from sampleval.cells import CellKey
-    from sampleval.report import ReportInputs
+    from sampleval.experiments.subset_cells import CellKey
+    from sampleval.reporting.report_inputs import ReportInputs
 
     def row(name, control, kind, diff, q):
         return {"name": name, "ranking": "tracin", "variant": "global", "strategy_name": "remove-harmful", "fraction": 0.05,
@@ -179,12 +181,13 @@ def _answer_inputs(matched_q: float, matched_flipped: int):
     mkey = CellKey("tracin", "global", "remove-harmful-matched", 0.05)
     stats = {"metric": "test.accuracy", "alpha": 0.05, "n_seeds": 8, "n_rows": 2, "n_comparisons": 2, "warnings": [],
              "tested_on": "correct counts", "comparisons": {cell.name: plain}, "class_matched": {cell.name: vs}}
-    params = {"subsets": {"scores": ["tracin"]}}
+    p = committed()
+    params = replace(p, subsets=replace(p.subsets, scores=["tracin"]))
     return ReportInputs({}, {"n_flipped": 0}, stats, params, cells={cell: record(cell, 5), mkey: record(mkey, matched_flipped)})
 
 
 def test_answer_separates_wrong_labels_removed_from_class_thinned():
-    from sampleval.report import section_answer, section_subsets
+    from sampleval.reporting.sections_subsets import section_answer, section_subsets
 
     text = "\n".join(section_answer(_answer_inputs(0.02, 1)))
     assert "| 0.0080, p 0.0200, q 0.0200, min p 0.0078 | wrong labels removed: beats removing as many random samples of the same classes (5 vs 1 flipped" in text
@@ -198,13 +201,14 @@ def test_answer_separates_wrong_labels_removed_from_class_thinned():
 
 
 def test_refine_section_reports_min_attainable_p():
-    from sampleval.report import ReportInputs, section_refine
+    from sampleval.reporting.report_inputs import ReportInputs
+    from sampleval.reporting.sections_labels import section_refine
 
     entry = {"test_accuracy": 0.9, "flipped_remaining": 40.0, "dcs": 0.1, "heldout_loss": 0.3}
     ref = {"rounds": 1, "n_remove_per_round": 58, "ranking": "tracin", "n_seeds": 8, "dcs_score": "tracin", "n_val_heldout": 120,
            "refined": {"round_0": entry, "round_1": entry}, "random": {"round_0": entry, "round_1": entry},
            "tests": {"test_accuracy": {"round_1": {"p": 0.0078, "p_bh": 0.0078, "min_attainable_p": 0.0078125, "cohen_dz": 1.0,
                                                    "tested_on": "correct counts"}}}}
-    text = "\n".join(section_refine(ReportInputs({}, {}, {}, {}, extra={"refine": ref})))
+    text = "\n".join(section_refine(ReportInputs({}, {}, {}, None, extra={"refine": ref})))
     assert "| min attainable p |" in text and "| 1 | 0.9000 | 0.9000 | 0.0078 | 0.0078 | 0.0078 |" in text
     assert "integer correct-counts" in text

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sampleval.subsets import choose_subset, control_of, helpfulness, matched_of, parse_strategy
+from sampleval.experiments.subsets import choose_subset, control_of, helpfulness, matched_of, parse_strategy
 
 IDS = np.array([f"s{i:03d}" for i in range(200)])
 SCORES = np.random.default_rng(0).normal(size=200)
@@ -139,7 +139,7 @@ def test_class_matched_cell_record_copies_the_composition_and_records_counts():
     sys.path.insert(0, str(Path(__file__).parent))
     from test_experiment import CFG, _prepared, _scores  # noqa: E402
 
-    from sampleval.subset_runs import run_subset_cell
+    from sampleval.experiments.subset_runs import run_subset_cell
 
     prepared = _prepared()
     scores = _scores(prepared, "tracin")

@@ -1,5 +1,6 @@
-"""The suspects table (sampleval.suspects), its ranking choice and its image grid."""
+"""The suspects table (sampleval.reporting.suspects), its ranking choice and its image grid."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -7,9 +8,11 @@ import pytest
 from PIL import Image
 
 from sampleval.detection.rankings import rank_average
-from sampleval.label_issues import found_in_top
-from sampleval.suspects import label_issues_table, plot_suspects, suggestions, write_label_issues
+from sampleval.reporting.label_issues import found_in_top
+from sampleval.reporting.suspects import label_issues_table, plot_suspects, suggestions, write_label_issues
+from sampleval.reporting.settings import SuspectsParams
 from stages.suspects import recommended_ranking
+from typed_params import committed
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -84,16 +87,16 @@ def test_multilabel_suggestions_are_the_findings_above_one_half():
 
 
 def test_recommended_ranking_prefers_the_summary(tmp_path):
-    params = {"suspects": {"ranking": "recommended"}, "detect": {"recommended": "loss_cleanlab"}}
+    params = replace(committed(), suspects=SuspectsParams(ranking="recommended", top_k=47))
     summary = tmp_path / "summary.json"
-    assert recommended_ranking(params, str(summary)) == "loss_cleanlab"  # no summary: params
+    with pytest.raises(ValueError, match="names no recommended ranking; run `dvc repro detect-summary`"):  # no summary yet
+        recommended_ranking(params, str(summary))
     summary.write_text(json.dumps({"recommended": {"ranking": "tracin"}}))
     assert recommended_ranking(params, str(summary)) == "tracin"
-    summary.write_text(json.dumps({"recommended": "loss"}))  # an older summary without the key
-    assert recommended_ranking(params, str(summary)) == "loss_cleanlab"
-    assert recommended_ranking({**params, "suspects": {"ranking": "if_diag"}}, str(summary)) == "if_diag"
-    with pytest.raises(ValueError, match="names no recommended ranking"):  # params without detect.recommended (a rule instead)
-        recommended_ranking({**params, "detect": {"recommend": {"rule": "best_mean"}}}, str(summary))
+    assert recommended_ranking(replace(params, suspects=SuspectsParams(ranking="if_diag", top_k=47)), str(summary)) == "if_diag"  # named: as named
+    summary.write_text(json.dumps({"recommended": "loss"}))  # an older summary without the ranking key
+    with pytest.raises(ValueError, match="names no recommended ranking"):
+        recommended_ranking(params, str(summary))
 
 
 def test_grid_shows_the_top_k_and_tables_get_a_note(tmp_path):

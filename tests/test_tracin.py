@@ -8,7 +8,7 @@ from torch import nn
 
 from sampleval.influence.core import Checkpoint, Samples, as_inputs, batches, directional_derivatives, full_float32
 from sampleval.influence.tracin import captum_tracincp_scores, self_influence_scores, tracin_scores
-from sampleval.losses import TrainingLoss
+from sampleval.training.losses import TrainingLoss
 
 
 def _tiny():
@@ -161,7 +161,8 @@ def test_channels_last_context_gives_the_same_scores_and_captum_still_runs():
     the scores equal the default layout's (float64: to rounding, 1e-6 for the central
     difference, whose step magnifies rounding); Captum, which cannot read
     channels-last gradients, gets the default layout back."""
-    from sampleval.influence import InfluenceContext, run_estimator
+    from sampleval.influence.context import InfluenceContext
+    from sampleval.influence.runner import run_estimator
 
     model, ckpts, train, val, loss_fn = _tiny()
     model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 4))
@@ -185,7 +186,8 @@ def test_channels_last_context_gives_the_same_scores_and_captum_still_runs():
 def test_tracin_checkpoint_options_and_diagnostics():
     """``influence.options.tracin`` picks the checkpoints the ``tracin`` column sums over;
     the per-checkpoint columns cover all of them; the diagnostics name the epochs used."""
-    from sampleval.influence import InfluenceContext, run_estimator
+    from sampleval.influence.context import InfluenceContext
+    from sampleval.influence.runner import run_estimator
 
     model, ckpts, train, val, loss_fn = _tiny()
     ckpts = [*ckpts, Checkpoint(len(ckpts) + 1, 0.01, ckpts[-1].state)]

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sampleval.tracin_variants import check_variant, epoch_columns, select_epochs, variant_scores
+from sampleval.influence.tracin_variants import check_variant, epoch_columns, select_epochs, variant_scores
 
 
 def test_select_epochs():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from sampleval.metrics import expected_calibration_error, multiclass_metrics
-from sampleval.training import TrainConfig, TrainingError, list_checkpoints, load_checkpoint, train
+from sampleval.training.metrics import expected_calibration_error, multiclass_metrics
+from sampleval.training.loop import TrainConfig, TrainingError, list_checkpoints, load_checkpoint, train
 
 
 def _data(n=120, seed=0):
@@ -80,7 +80,7 @@ def test_multiclass_metrics_perfect_and_chance():
 def test_thresholds_maximise_validation_f1_and_ignore_uncertain():
     from sklearn.metrics import f1_score
 
-    from sampleval.metrics import choose_thresholds, multilabel_metrics
+    from sampleval.training.metrics import choose_thresholds, multilabel_metrics
 
     rng = np.random.default_rng(0)
     y = (rng.random((200, 2)) < 0.3).astype(np.int8)

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .images import decode_images, infer_size_and_channels
-from .prepared import DataError
-from .splits import assert_groups_disjoint, group_split, stratified_limit, stratified_split
-from .table import _class_key
+from sampleval.data.images import decode_images, infer_size_and_channels
+from sampleval.data.prepared import DataError
+from sampleval.data.settings import DataParams
+from sampleval.data.splits import assert_groups_disjoint, group_split, stratified_limit, stratified_split
+from sampleval.data.table import _class_key
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")  # torchvision's, lower case
 FIXED_SPLITS = ("train", "val", "test")
@@ -85,7 +86,7 @@ def _fixed_splits(files: pd.DataFrame, y: np.ndarray, val_fraction: float, seed:
 
 
 def _limit(y_or_groups: np.ndarray, limit: int | None, seed: int, stratify: bool) -> np.ndarray:
-    from .xray import subsample_patients
+    from sampleval.data.xray import subsample_patients
 
     if limit is None or limit >= len(y_or_groups):
         return np.arange(len(y_or_groups))
@@ -94,16 +95,16 @@ def _limit(y_or_groups: np.ndarray, limit: int | None, seed: int, stratify: bool
     return np.flatnonzero(subsample_patients(y_or_groups, limit, seed))
 
 
-def load_imagefolder(data: dict, seed: int) -> tuple[pd.DataFrame, list[str], str]:
-    files, classes = scan_imagefolder(data["root"])
+def load_imagefolder(data: DataParams, seed: int) -> tuple[pd.DataFrame, list[str], str]:
+    files, classes = scan_imagefolder(data.root)
     index = {c: i for i, c in enumerate(classes)}
     y = files["class"].map(index).to_numpy(dtype=np.int64)
-    keep = _limit(y, data["limit"], seed, stratify=True)
+    keep = _limit(y, data.limit, seed, stratify=True)
     files, y = files.iloc[keep].reset_index(drop=True), y[keep]
     if files["fixed_split"].notna().any():
-        split = _fixed_splits(files, y, data["val_fraction"], seed)
+        split = _fixed_splits(files, y, data.val_fraction, seed)
     else:
-        split = stratified_split(y, data["val_fraction"], data["test_fraction"], seed)
+        split = stratified_split(y, data.val_fraction, data.test_fraction, seed)
     table = pd.DataFrame({"sample_id": files["sample_id"], "path": files["path"], "label": y, "split": split})
     return table, classes, "multiclass"
 
@@ -116,8 +117,8 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def read_manifest(data: dict) -> tuple[pd.DataFrame, Path]:
-    file = Path(data["file"])
+def read_manifest(data: DataParams) -> tuple[pd.DataFrame, Path]:
+    file = Path(data.file)
     if not file.is_file():
         raise DataError(f"{file}: manifest CSV not found; set data.file to the CSV of image paths and labels")
     try:
@@ -125,23 +126,23 @@ def read_manifest(data: dict) -> tuple[pd.DataFrame, Path]:
     except Exception as exc:
         raise DataError(f"{file}: cannot be read as CSV ({type(exc).__name__}); give a comma-separated file with a header row") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    multilabel_cols = list(data["finding_columns"] or [])
-    needed = [data["path_column"]] + (multilabel_cols or [data["label_column"]])
-    needed += [c for c in (data["group_column"], data["id_column"]) if c]
+    multilabel_cols = list(data.finding_columns or [])
+    needed = [data.path_column] + (multilabel_cols or [data.label_column])
+    needed += [c for c in (data.group_column, data.id_column) if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{file}: missing column(s) {', '.join(repr(c) for c in missing)} (columns: {', '.join(frame.columns[:12])}); "
                         "rename them or set data.path_column / data.label_column / data.finding_columns / data.group_column / data.id_column")
-    root = Path(data["root"]) if data["root"] is not None else file.parent
+    root = Path(data.root) if data.root is not None else file.parent
     if not root.is_dir():
         raise DataError(f"{root}: data.root is not a folder; set it to the folder the manifest's paths are relative to (or null: the CSV's folder)")
     return frame, root
 
 
-def _manifest_labels(frame: pd.DataFrame, data: dict) -> tuple[np.ndarray | list, list[str], str]:
-    file = data["file"]
-    if data["finding_columns"]:
-        cols = list(data["finding_columns"])
+def _manifest_labels(frame: pd.DataFrame, data: DataParams) -> tuple[np.ndarray | list, list[str], str]:
+    file = data.file
+    if data.finding_columns:
+        cols = list(data.finding_columns)
         values = frame[cols].apply(lambda c: c.str.strip())
         bad = ~values.isin(["0", "1", "0.0", "1.0"])
         if bad.to_numpy().any():
@@ -152,12 +153,12 @@ def _manifest_labels(frame: pd.DataFrame, data: dict) -> tuple[np.ndarray | list
         if empty:
             raise DataError(f"{file}: empty class: finding column '{empty[0]}' has no positive row; drop it from data.finding_columns")
         return list(y), cols, "multilabel"
-    labels = frame[data["label_column"]].str.strip()
-    if data["label_separator"]:
-        lists = [[v.strip() for v in s.split(data["label_separator"]) if v.strip()] for s in labels]
+    labels = frame[data.label_column].str.strip()
+    if data.label_separator:
+        lists = [[v.strip() for v in s.split(data.label_separator) if v.strip()] for s in labels]
         classes = sorted({v for vs in lists for v in vs}, key=_class_key)
         if not classes:
-            raise DataError(f"{file}: column '{data['label_column']}' lists no finding in any row; check data.label_separator")
+            raise DataError(f"{file}: column '{data.label_column}' lists no finding in any row; check data.label_separator")
         index = {c: i for i, c in enumerate(classes)}
         y = np.zeros((len(lists), len(classes)), dtype=np.int8)
         for i, vs in enumerate(lists):
@@ -165,60 +166,60 @@ def _manifest_labels(frame: pd.DataFrame, data: dict) -> tuple[np.ndarray | list
         return list(y), classes, "multilabel"
     if (labels == "").any():
         row = int(np.flatnonzero((labels == "").to_numpy())[0])
-        raise DataError(f"{file}: label column '{data['label_column']}' is empty at row {row}; give every row a class name (or drop the row)")
+        raise DataError(f"{file}: label column '{data.label_column}' is empty at row {row}; give every row a class name (or drop the row)")
     classes = sorted(set(labels), key=_class_key)
     if len(classes) < 2:
-        raise DataError(f"{file}: label column '{data['label_column']}' has a single class ({classes[0]!r}); a classifier needs at least two")
+        raise DataError(f"{file}: label column '{data.label_column}' has a single class ({classes[0]!r}); a classifier needs at least two")
     index = {c: i for i, c in enumerate(classes)}
     return labels.map(index).to_numpy(dtype=np.int64), classes, "multiclass"
 
 
-def load_manifest(data: dict, seed: int) -> tuple[pd.DataFrame, list[str], str]:
+def load_manifest(data: DataParams, seed: int) -> tuple[pd.DataFrame, list[str], str]:
     frame, root = read_manifest(data)
-    file = data["file"]
-    rel = frame[data["path_column"]].str.strip()
+    file = data.file
+    rel = frame[data.path_column].str.strip()
     paths = [root / p for p in rel]
     outside = [i for i, p in enumerate(paths) if not _inside(p, root)]
     if outside:
         raise DataError(f"{file}: row {outside[0]} path {rel.iloc[outside[0]]!r} is outside data.root ({root}); "
                         "move the image under the root or set data.root to a folder that holds every image")
-    ids = frame[data["id_column"]].str.strip() if data["id_column"] else rel
+    ids = frame[data.id_column].str.strip() if data.id_column else rel
     if ids.duplicated().any():
-        raise DataError(f"{file}: {'id' if data['id_column'] else 'path'} {ids[ids.duplicated()].iloc[0]!r} appears twice; each row must be one unique image")
+        raise DataError(f"{file}: {'id' if data.id_column else 'path'} {ids[ids.duplicated()].iloc[0]!r} appears twice; each row must be one unique image")
     y, classes, task = _manifest_labels(frame, data)
-    groups = frame[data["group_column"]].str.strip().to_numpy(dtype=object) if data["group_column"] else None
+    groups = frame[data.group_column].str.strip().to_numpy(dtype=object) if data.group_column else None
     if groups is not None and (groups == "").any():
-        raise DataError(f"{file}: group column '{data['group_column']}' is empty at row {int(np.flatnonzero(groups == '')[0])}; fill it or set data.group_column: null")
+        raise DataError(f"{file}: group column '{data.group_column}' is empty at row {int(np.flatnonzero(groups == '')[0])}; fill it or set data.group_column: null")
     if groups is not None or task == "multilabel":
-        keep = _limit(groups if groups is not None else np.asarray(ids, dtype=object), data["limit"], seed, stratify=False)
+        keep = _limit(groups if groups is not None else np.asarray(ids, dtype=object), data.limit, seed, stratify=False)
     else:
-        keep = _limit(np.asarray(y), data["limit"], seed, stratify=True)
+        keep = _limit(np.asarray(y), data.limit, seed, stratify=True)
     ids, paths = ids.iloc[keep].reset_index(drop=True), [paths[i] for i in keep]
     y = [y[i] for i in keep] if task == "multilabel" else np.asarray(y)[keep]
     if groups is not None:
         groups = groups[keep]
-        split = group_split(groups, data["val_fraction"], data["test_fraction"], seed)
+        split = group_split(groups, data.val_fraction, data.test_fraction, seed)
         assert_groups_disjoint(groups, split)
     elif task == "multilabel":
-        split = group_split(np.asarray(ids, dtype=object), data["val_fraction"], data["test_fraction"], seed)
+        split = group_split(np.asarray(ids, dtype=object), data.val_fraction, data.test_fraction, seed)
     else:
-        split = stratified_split(np.asarray(y), data["val_fraction"], data["test_fraction"], seed)
+        split = stratified_split(np.asarray(y), data.val_fraction, data.test_fraction, seed)
     table = pd.DataFrame({"sample_id": ids.astype(str), "path": paths, "label": list(y) if task == "multilabel" else y, "split": split})
     if groups is not None:
         table["patient_id"] = pd.Series(groups, dtype=str)
     return table, classes, task
 
 
-def load(data: dict, seed: int, cache_dir: Path) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str], dict]:
+def load(data: DataParams, seed: int, cache_dir: Path) -> tuple[np.ndarray, pd.DataFrame, list[str], str, list[str], dict]:
     """The prepare loader of both sources: ``(images, table, classes, task, skipped, extra)``."""
-    if data["source"] == "imagefolder":
+    if data.source == "imagefolder":
         table, classes, task = load_imagefolder(data, seed)
-        where = str(data["root"])
+        where = str(data.root)
     else:
         table, classes, task = load_manifest(data, seed)
-        where = str(data["file"])
-    size, channels = infer_size_and_channels(list(table["path"]), data["image_size"], data["channels"], where)
-    images, keep, skipped = decode_images(table["sample_id"], table["path"], size, cache_dir / f"{channels}ch", data["on_bad_image"], channels)
+        where = str(data.file)
+    size, channels = infer_size_and_channels(list(table["path"]), data.image_size, data.channels, where)
+    images, keep, skipped = decode_images(table["sample_id"], table["path"], size, cache_dir / f"{channels}ch", data.on_bad_image, channels)
     table = table[keep].drop(columns="path").reset_index(drop=True)
     extra = {"class_index": {c: i for i, c in enumerate(classes)}, "image_size": size, "channels": channels}
     if "patient_id" in table:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import atomic_path, write_parquet
-from .prepared import DataError
+from sampleval.io import atomic_path, write_parquet
+from sampleval.data.prepared import DataError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,40 @@
-"""Label noise injection with exact counts, recording what was flipped."""
+"""Label noise injection with exact counts, recording what was flipped.
+
+:func:`apply_noise` is the noise step of a prepared table (``prepare`` and the detection
+cells both call it); :func:`inject_noise` and :func:`inject_multilabel_noise` flip label arrays.
+"""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from sampleval.config import ParamsError
+from sampleval.data import sources
+from sampleval.data.settings import NOISE_KINDS, NoiseParams
+
+
+def apply_noise(table: pd.DataFrame, noise: NoiseParams, classes: list[str], task: str, seed: int) -> None:
+    """Inject ``noise`` (params' noise section, resolved: ``kind``, ``rate``, ``pairs``,
+    ``splits``) into ``table['label']`` of the rows whose ``split`` is in ``noise.splits``,
+    drawn from ``np.random.default_rng(seed)``; sets ``table['clean_label']`` (the labels before)
+    and ``table['flipped']``. In place. Multi-class tasks only; pairs must name classes of ``classes``."""
+    clean = table["label"].copy()
+    if noise.kind != "none" and noise.rate > 0:
+        if task != "multiclass":
+            raise ParamsError(f"params: 'noise.kind' must be none for multi-label sources ({sources.multilabel_sources()})")
+        out_of_range = [p for p in noise.pairs if max(p) >= len(classes)] if noise.kind == "pairwise" else []
+        if out_of_range:
+            raise ParamsError(f"params: 'noise.pairs' {out_of_range} name a class index outside 0..{len(classes) - 1} "
+                              f"(this data's classes: {', '.join(f'{i}={c}' for i, c in enumerate(classes[:12]))}); fix the pairs or set noise.kind")
+        eligible = table["split"].isin(noise.splits).to_numpy()
+        noisy, flipped = inject_noise(
+            table["label"].to_numpy(), eligible, noise.kind, noise.rate, len(classes), noise.pairs, np.random.default_rng(seed)
+        )
+        table["label"] = noisy
+    else:
+        flipped = np.zeros(len(table), dtype=bool)
+    table["clean_label"] = clean
+    table["flipped"] = flipped
 
 
 def inject_noise(
@@ -58,7 +91,7 @@ def inject_noise(
             noisy[chosen] = target
             flipped[chosen] = True
         return noisy, flipped
-    raise ValueError(f"unknown noise kind {kind!r} (allowed: none, uniform, pairwise)")
+    raise ValueError(f"unknown noise kind {kind!r} (allowed: none, {', '.join(NOISE_KINDS)})")
 
 
 MULTILABEL_DIRECTIONS = ("both", "drop", "add")

@@ -4,7 +4,7 @@
 
 - ``images.npy``: uint8 array ``(N, C, H, W)``, memory-mappable; for the ``table`` source
   float32 ``(N, F, 1, 1)``: the encoded features, one channel each, used as stored
-  (:func:`sampleval.training.to_float` scales only uint8);
+  (:func:`sampleval.training.loop.to_float` scales only uint8);
 - ``samples.parquet``: one row per image: ``sample_id`` (str, stable), ``row`` (index
   into images.npy), ``split`` (train/val/test), ``label`` (as trained on), ``clean_label``,
   ``flipped`` (bool), and ``patient_id`` where the source has patients. Multi-class
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import hash_array, write_json, write_npy, write_parquet
+from sampleval.io import hash_array, write_json, write_npy, write_parquet
 
 SPLITS = ("train", "val", "test")
 

@@ -3,9 +3,9 @@
 Representation in ``data/prepared/``: the encoded features are stored in ``images.npy`` as
 float32 ``(N, F, 1, 1)``: one "channel" per feature on a 1x1 "image". Everything downstream
 (training batches, the influence estimators, the subset experiments, the fidelity stage) cuts
-rows out of that array exactly as for images; :func:`sampleval.training.to_float` scales only
+rows out of that array exactly as for images; :func:`sampleval.training.loop.to_float` scales only
 uint8 pixels, so float features reach the model as stored. The models ``logistic`` and
-``mlp`` flatten their input first (:mod:`sampleval.models`).
+``mlp`` flatten their input first (:mod:`sampleval.training.models`).
 
 Encoding, fitted on the training split only (after the split, so no statistic of the
 validation or test rows leaks into the features): categorical columns are one-hot encoded
@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .prepared import DataError
+from sampleval.data.prepared import DataError
 
 EMBEDDED = ("sklearn:wine", "sklearn:breast_cancer")
 

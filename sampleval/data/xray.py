@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .images import decode_images
-from .prepared import DataError
-from .splits import group_split
+from sampleval.data.images import decode_images
+from sampleval.data.prepared import DataError
+from sampleval.data.splits import group_split
 
 log = logging.getLogger(__name__)
 

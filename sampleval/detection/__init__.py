@@ -19,16 +19,8 @@ probabilities, :mod:`.oof`), ``random``, and the rank-average combinations in
 ``detect.combinations``.
 
 ``metrics/detection/cells/<setting>-s<seed>.json``: the cell's detection metrics per
-ranking (:mod:`.metrics`), cleanlab's ``find_label_issues`` precision and recall, the
+ranking (:mod:`.quality`), cleanlab's ``find_label_issues`` precision and recall, the
 baseline's test accuracy, and ``noise_structure`` (cleanlab's confident joint and what it
 says of the noise, :func:`.oof.noise_structure`). :mod:`.summary` aggregates the cells and
 chooses the recommended ranking (``detect.recommend.rule``; :func:`.summary.recommended_ranking`).
 """
-from .cell import BASE_COLUMNS, NoiseSetting, cell_name, run_cell
-from .metrics import detection_metrics, inspection_curve, jaccard_top, threshold_curve
-from .rankings import orient, rank_average
-
-__all__ = [
-    "BASE_COLUMNS", "NoiseSetting", "cell_name", "run_cell", "detection_metrics", "inspection_curve",
-    "jaccard_top", "threshold_curve", "orient", "rank_average",
-]

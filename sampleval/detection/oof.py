@@ -5,66 +5,23 @@ model being audited, then ``cleanlab.rank.get_label_quality_scores`` (label qual
 
 The out-of-fold probabilities come from K-fold cross-validation of the training split,
 stratified by the given (noisy) labels and seeded: for each fold, a model of the same
-class is trained with the same recipe (:func:`sampleval.training.train`, best epoch on
+class is trained with the same recipe (:func:`sampleval.training.loop.train`, best epoch on
 the validation split, as the baseline) on the other K-1 folds and predicts the held-out
 fold. Every sample's probabilities therefore come from a model that never saw it.
 
-The folds are independent jobs of :func:`sampleval.compute.run_jobs` (``compute``; the default
-runs them here, one after another, as a cell job must); a ``fit_predict`` run on a process
-pool or on Ray must pickle (:class:`CnnFitPredict` does; a closure does not).
+The folds are those of the one out-of-fold engine, :func:`sampleval.training.out_of_fold.out_of_fold_probs`
+(its fold rule; the folds as jobs of ``compute``, by default here one after another, as a cell
+job must): this module supplies the fit/predict, :class:`CnnFitPredict`, which pickles to pool
+workers and Ray tasks.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..compute import SERIAL, Compute, run_jobs
-
-FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-
-
-def fold_assignment(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """The held-out fold of every sample: stratified by label, shuffled with ``seed``."""
-    from sklearn.model_selection import StratifiedKFold
-
-    labels = np.asarray(labels)
-    counts = np.unique(labels, return_counts=True)[1]
-    if folds < 2:
-        raise ValueError(f"detect.cleanlab_folds must be at least 2, got {folds}")
-    if counts.min() < folds:
-        raise ValueError(f"a class has only {counts.min()} training samples, fewer than detect.cleanlab_folds = {folds}; lower it")
-    out = np.empty(len(labels), dtype=np.int64)
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for k, (_, held_out) in enumerate(cv.split(np.zeros(len(labels)), labels)):
-        out[held_out] = k
-    return out
-
-
-def _fold_job(shared: tuple[FitPredict, np.ndarray], k: int) -> np.ndarray:
-    """One fold (an executor job): train on the other folds, predict fold ``k``."""
-    fit_predict, fold = shared
-    held_out, train_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-    return np.asarray(fit_predict(train_idx, held_out, k), dtype=np.float64)
-
-
-def out_of_fold_probs(
-    labels: np.ndarray, n_classes: int, fit_predict: FitPredict, folds: int = 5, seed: int = 0, compute: Compute = SERIAL,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (n, n_classes), fold)``: ``fit_predict(train_idx, held_out_idx, k)`` trains on
-    ``train_idx`` only and returns probabilities for ``held_out_idx``. The folds run as jobs
-    of ``compute`` (results in fold order: the same numbers at any worker count)."""
-    fold = fold_assignment(labels, folds, seed)
-    probs = np.full((len(labels), n_classes), np.nan)
-    results = run_jobs(_fold_job, list(range(folds)), compute, shared=(fit_predict, fold),
-                       labels=[f"fold {k} (seed {seed})" for k in range(folds)], desc="cleanlab folds")
-    for k, p in enumerate(results):
-        held_out = np.flatnonzero(fold == k)
-        if p.shape != (len(held_out), n_classes):
-            raise RuntimeError(f"fold {k}: probabilities of shape {p.shape}, expected {(len(held_out), n_classes)}")
-        probs[held_out] = p
-    return probs, fold
+from sampleval.training.out_of_fold import FitPredict
 
 
 @dataclass
@@ -78,13 +35,13 @@ class CnnFitPredict:
     x_val: np.ndarray
     y_val: np.ndarray
     n_classes: int
-    cfg: Any  # sampleval.training.TrainConfig
+    cfg: Any  # sampleval.training.loop.TrainConfig
     seed: int
 
     def __call__(self, train_idx: np.ndarray, held_out: np.ndarray, k: int) -> np.ndarray:
         import torch
 
-        from ..training import predict_logits, train
+        from sampleval.training.loop import predict_logits, train
 
         result = train(self.x[train_idx], self.y[train_idx], self.x_val, self.y_val, "multiclass", self.n_classes, self.cfg, self.seed)
         logits = predict_logits(result.model, self.x[held_out])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from ..estimators import suspicion
+from sampleval.influence.registry import suspicion
 
 
 def orient(column: str, values: np.ndarray) -> np.ndarray:

@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 from itertools import combinations as pairs_of
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .cell import BASE_COLUMNS, cell_name
-from .metrics import THRESHOLDS, inspection_curve, jaccard_top, threshold_curve
+from sampleval.detection.recipe import BASE_COLUMNS, cell_name
+from sampleval.detection.quality import THRESHOLDS, inspection_curve, jaccard_top, threshold_curve
+from sampleval.detection.settings import RULES, DetectParams
+
+if TYPE_CHECKING:
+    from sampleval.config import Params
 
 HEADLINE = ("auroc", "average_precision", "found_top_1pct", "found_top_5pct", "found_top_10pct", "found_top_20pct", "found_at_threshold_0.5", "fpr_at_threshold_0.5")
 PAPER = "found ~90 % at 0.40 % false positives (threshold 0.5, diagonal-Hessian influence, MNIST 4/9, 20 % of 9s -> 4)"
@@ -87,7 +92,6 @@ def sweep_table(records: dict, settings: list[str], seeds: list[int], rankings: 
 #   development cell has its class). The recommended ranking of the pipeline's data is the
 #   choice for the class of the sweep cell whose data is the pipeline's (pipeline_cell),
 #   else the choice over all development cells.
-RULES = ("best_mean", "noise_structure")
 AUROC_TIE = 0.001
 CONCENTRATED = 0.7  # source_concentration at or above: each true class goes mostly to one wrong label (development cells: uniform <= 0.48, asym-20 0.95, 9->4 1.0)
 ONE_PAIR = 0.5      # top_pair_share at or above: one class pair holds most of the wrong labels
@@ -159,18 +163,16 @@ def chosen_for(choice: dict, record: dict) -> tuple[str, str]:
     return choice["overall"], f"noise structure '{k}', which no development cell has; least regret over all development cells"
 
 
-def pipeline_cell(params: dict, settings: list[str], seeds: list[int]) -> tuple[str, int] | None:
+def pipeline_cell(params: Params, settings: list[str], seeds: list[int]) -> tuple[str, int] | None:
     """The sweep cell whose data is the pipeline's own (digits, the same noise, noise draw and
     seed: :mod:`.cell`), or None (other data, other noise)."""
-    from ..config import resolve_noise
-
-    noise, seed = resolve_noise(params["noise"], params["data"]["source"]), int(params["seed"])
-    if params["data"]["source"] != "digits" or noise["kind"] == "none" or list(noise["splits"]) != ["train"]:
+    noise, seed = params.noise, int(params.seed)
+    if params.data.source != "digits" or noise.kind == "none" or list(noise.splits) != ["train"]:
         return None
     for s in settings:
-        spec = params["detect"]["settings"][s]
-        same = spec["kind"] == noise["kind"] and abs(float(spec["rate"]) - float(noise["rate"])) < 1e-12 \
-            and (spec["kind"] == "uniform" or [list(p) for p in spec.get("pairs") or []] == [list(p) for p in noise["pairs"]])
+        spec = params.detect.settings[s]
+        same = spec["kind"] == noise.kind and abs(float(spec["rate"]) - float(noise.rate)) < 1e-12 \
+            and (spec["kind"] == "uniform" or [list(p) for p in spec.get("pairs") or []] == [list(p) for p in noise.pairs])
         if same and seed in seeds and (spec.get("noise_seed") is None or int(spec["noise_seed"]) == seed):
             return s, seed
     return None
@@ -292,20 +294,20 @@ def curves(tables: dict, settings: list[str], seeds: list[int], rankings: list[s
     return insp, thr
 
 
-def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, development_seeds: list[int], record_dir=None,
+def summarise(cell_dir, settings: list[str], seeds: list[int], det: DetectParams, development_seeds: list[int], record_dir=None,
               target: tuple[str, int] | None = None) -> tuple[dict, dict, dict]:
     """The summary of the cells ``settings x seeds``; ``target``: the cell whose data is the
     pipeline's (:func:`pipeline_cell`), for the recommendation."""
     records, tables = load_cells(cell_dir, settings, seeds, record_dir)
     rankings = ranking_names(tables)
-    rule = det["recommend"]["rule"]
+    rule = det.recommend.rule
     if rule == "noise_structure":
         lacking = [cell_name(*c) for c, r in records.items() if "noise_structure" not in r]
         if lacking:
             raise ValueError(f"detect.recommend.rule = noise_structure needs the cells' noise_structure, which {lacking[:3]} lack; rerun `dvc repro detect`")
     table = sweep_table(records, settings, seeds, rankings)
     summary = {
-        "settings": {s: {**det["settings"][s], "kind": noise_kind(det["settings"][s])} for s in settings},
+        "settings": {s: {**det.settings[s], "kind": noise_kind(det.settings[s])} for s in settings},
         "seeds": list(seeds),
         "development_seeds": [s for s in seeds if s in development_seeds],
         "held_out_seeds": [s for s in seeds if s not in development_seeds],
@@ -313,95 +315,20 @@ def summarise(cell_dir, settings: list[str], seeds: list[int], det: dict, develo
         "n_flipped": {s: [records[(s, seed)]["n_flipped"] for seed in seeds] for s in settings},
         "baseline_test_accuracy": {s: float(np.mean([records[(s, seed)]["baseline"]["test_accuracy"] for seed in seeds])) for s in settings},
         "recommended": recommend(records, settings, seeds, rankings, rule, development_seeds, target),
-        "advice": per_kind_advice(records, det["settings"], settings, seeds, rankings),
+        "advice": per_kind_advice(records, det.settings, settings, seeds, rankings),
         "cleanlab_find_label_issues": {s: {k: float(np.nanmean([records[(s, seed)]["cleanlab_find_label_issues"][k] for seed in seeds])) for k in ("n_flagged", "precision", "recall", "fpr")} for s in settings},
         "table": table,
     }
-    paper = [s for s in settings if det["settings"][s]["kind"] == "pairwise" and det["settings"][s].get("pairs") == [[9, 4]] and abs(det["settings"][s]["rate"] - 0.2) < 1e-9]
+    paper = [s for s in settings if det.settings[s]["kind"] == "pairwise" and det.settings[s].get("pairs") == [[9, 4]] and abs(det.settings[s]["rate"] - 0.2) < 1e-9]
     if paper:
         s = paper[0]
         summary["paper_setting"] = {"setting": s, "paper": PAPER, "threshold": 0.5,
                                     "rankings": {r: {"found": table[s][r]["found_at_threshold_0.5_mean"], "fpr": table[s][r]["fpr_at_threshold_0.5_mean"]} for r in rankings}}
-    stab = det.get("stability_setting")
+    stab = det.stability_setting
     if stab in settings and len(seeds) >= 2:
         summary["stability"] = stability(records, tables, stab, seeds, rankings)
     insp, thr = curves(tables, settings, seeds, rankings)
     return summary, insp, thr
-
-
-def _pm(entry: dict, metric: str) -> str:
-    return f"{entry[metric + '_mean']:.3f} ± {entry[metric + '_sd']:.3f}"
-
-
-def markdown(summary: dict, title: str = "Label-error detection sweep") -> str:
-    rk, table, settings = summary["rankings"], summary["table"], list(summary["table"])
-    rec = summary["recommended"]
-    lines = [f"# {title}", "",
-             f"Seeds {summary['seeds']} per setting (development: {summary['development_seeds']}, held out: {summary['held_out_seeds']}); "
-             "every ranking oriented so that higher = more suspicious. Mean ± sd over seeds.", ""]
-
-    def grid(metric: str, heading: str) -> None:
-        lines.extend([f"## {heading}", "", "| setting | " + " | ".join(rk) + " |", "|---|" + "---|" * len(rk)])
-        for s in settings:
-            lines.append(f"| {s} | " + " | ".join(_pm(table[s][r], metric) for r in rk) + " |")
-        lines.append("")
-
-    grid("auroc", "AUROC (flipped vs clean)")
-    grid("average_precision", "Average precision")
-    grid("found_top_5pct", "Share of flips found in the top 5 %")
-    grid("found_top_10pct", "Share of flips found in the top 10 %")
-    lines.extend(recommendation_lines(rec))
-    lines.extend(["", "## Which ranking for which kind of noise", "",
-                  "| kind | settings | best ranking (lowest per-cell AUROC, cell) | cleanlab (lowest per-cell AUROC, cell) |", "|---|---|---|---|"])
-    for kind, a in summary["advice"].items():
-        lines.append(f"| {kind} | {', '.join(a['settings'])} | {a['best']} ({a['best_worst_auroc']:.4f}, {a['best_worst_cell']}) | "
-                     f"{a['cleanlab_worst_auroc']:.4f}, {a['cleanlab_worst_cell']} |")
-    lines.extend(["", "## cleanlab `find_label_issues` (out-of-fold), mean over seeds", "", "| setting | flagged | precision | recall | false-positive rate |", "|---|---|---|---|---|"])
-    for s, v in summary["cleanlab_find_label_issues"].items():
-        lines.append(f"| {s} | {v['n_flagged']:.1f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['fpr']:.4f} |")
-    if "paper_setting" in summary:
-        p = summary["paper_setting"]
-        lines.extend(["", f"## The labeling-bias paper's threshold (0.5 on the score divided by its maximum), setting {p['setting']}", "",
-                      f"Paper: {p['paper']}. Rank-average combinations live on [1/n, 1], so their threshold values are not comparable.", "",
-                      "| ranking | share found | false-positive rate |", "|---|---|---|"])
-        for r, v in p["rankings"].items():
-            lines.append(f"| {r} | {v['found']:.3f} | {v['fpr']:.4f} |")
-    if "stability" in summary:
-        st = summary["stability"]
-        lines.extend(["", f"## Stability across baseline seeds {st['seeds']} ({st['setting']})", "",
-                      "| ranking | AUROC mean | AUROC min | AUROC max | top-5 % Jaccard mean | min |", "|---|---|---|---|---|---|"])
-        for r, v in st["rankings"].items():
-            lines.append(f"| {r} | {v['auroc_mean']:.4f} | {v['auroc_min']:.4f} | {v['auroc_max']:.4f} | {v['top5_jaccard_mean']:.3f} | {v['top5_jaccard_min']:.3f} |")
-    return "\n".join(lines) + "\n"
-
-
-def recommendation_lines(rec: dict) -> list[str]:
-    """The recommendation in markdown: the rule, what it chose, and per cell the ranking it
-    gives against the cell's best ranking (AUROC, AP) and cleanlab."""
-    aim = rec["aim"]
-    lines = [f"## Recommended ranking: `{rec['ranking']}` (rule `{rec['rule']}`)", "", f"Chosen by {rec['how']}."]
-    by = rec["choice"].get("by_structure")
-    if by:
-        lines.append("Per noise structure (development cells): " + "; ".join(f"{k}: `{v['ranking']}` ({', '.join(v['cells'])})" for k, v in by.items())
-                     + f"; otherwise `{rec['choice']['overall']}`.")
-    lines.extend(["", f"Per cell, the ranking the rule gives it; shortfall = the cell's best ranking minus it (aim: AUROC <= {aim['auroc']}, "
-                  f"AP <= {aim['average_precision']}); difference = its AUROC minus cleanlab's.", "",
-                  "| cell | part | structure | ranking | AUROC | AUROC shortfall (best) | AP | AP shortfall (best) | vs cleanlab |",
-                  "|---|---|---|---|---|---|---|---|---|"])
-    for cell, v in rec["cells"].items():
-        lines.append(f"| {cell} | {'development' if v['development'] else 'held out'} | {v.get('structure', '-')} | {v['ranking']} | {v['auroc']:.4f} | "
-                     f"{v['auroc_shortfall']:.4f} ({v['best_auroc_ranking']}) | {v['average_precision']:.4f} | {v['ap_shortfall']:.4f} ({v['best_ap_ranking']}) | {v['diff']:+.4f} |")
-    for part in ("development", "held_out"):
-        p = rec[part]
-        if not p["n_cells"]:
-            continue
-        lines.append(f"\n{part.replace('_', ' ')}: within the aim in {p['n_within_aim']} of {p['n_cells']} cells"
-                     + (f" (not in {', '.join(p['outside_aim'])})" if p["outside_aim"] else "")
-                     + f"; largest AUROC shortfall {p['max_auroc_shortfall']['value']:.4f} ({p['max_auroc_shortfall']['cell']}), "
-                     f"largest AP shortfall {p['max_ap_shortfall']['value']:.4f} ({p['max_ap_shortfall']['cell']}); "
-                     f"at least cleanlab's AUROC in {p['n_at_least_cleanlab']} of {p['n_cells']} cells"
-                     + (f" (below in {', '.join(p['below_cleanlab'])})" if p["below_cleanlab"] else ""))
-    return lines
 
 
 def long_csv(summary: dict) -> pd.DataFrame:
@@ -413,115 +340,11 @@ def long_csv(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-_LINESTYLES = ("-", "--", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (5, 2)), (0, (1, 1)))
-_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
-
-
-def _style(r: str, recommended: str, i: int = 0) -> dict:
-    """A distinct look per ranking: the ``i``-th ranking gets its own colour (tab10, then
-    tab20), line style and marker; cleanlab, random and the recommended ranking are fixed."""
-    if r == "cleanlab":
-        return dict(color="black", lw=2.2, ls="--", marker="s", ms=4, zorder=5)
-    if r == "random":
-        return dict(color="grey", lw=1.5, ls=":", marker=None, zorder=4)
-    if r == recommended:
-        return dict(color="crimson", lw=2.6, ls="-", marker="o", ms=5, zorder=6)
-    import matplotlib
-
-    palette = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["tab20"].colors[1::2]
-    others = [c for c in palette if c != matplotlib.colors.to_rgb("tab:red") and c != matplotlib.colors.to_rgb("tab:gray")]
-    return dict(color=others[i % len(others)], lw=1.3, ls=_LINESTYLES[i % len(_LINESTYLES)], marker=_MARKERS[i % len(_MARKERS)], ms=4, alpha=0.9)
-
-
-def _save(plt, fig, path) -> None:
-    from ..io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-
-
-def plot_curves(insp: dict, thr: dict, recommended: str | dict, path_curves, path_thresholds) -> None:
-    """Detection curves (share found against share inspected) and the labeling-bias paper's
-    threshold curves, one panel per setting; ``recommended``: the highlighted ranking, one
-    name or per setting (:func:`recommended_by_setting`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not isinstance(recommended, dict):
-        recommended = {s: recommended for s in insp}
-
-    _plot_inspection(plt, insp, recommended, path_curves)
-    _plot_thresholds(plt, insp, thr, recommended, path_thresholds)
-
-
-ZOOM = 0.2  # the detection figure shows the first 20 % inspected: where a reviewer's budget lies
-
-
-def _plot_inspection(plt, insp: dict, recommended: dict, path, zoom: float = ZOOM) -> None:
-    settings = list(insp)
-    ncol = min(3, len(settings))
-    nrow = -(-len(settings) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False, constrained_layout=True)
-    for ax, s in zip(axes.flat, settings):
-        df = insp[s]
-        shown = df[df["inspected"] <= zoom + 1e-9]
-        every = max(1, len(shown) // 10)
-        for i, r in enumerate(df.columns[1:]):
-            ax.plot(shown["inspected"], shown[r], label=r, markevery=every, **_style(r, recommended[s], i))
-        ax.set_xlim(0, zoom)
-        ax.set_ylim(0, 1.02)
-        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.set_title(f"{s} (red: {recommended[s]})")
-        ax.set_xlabel("share inspected (most suspicious first)")
-        ax.set_ylabel("share of flips found")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(settings):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=min(5, len(labels)), title="ranking", title_fontsize=8)
-    fig.suptitle(f"Detection curves, mean over seeds: the first {zoom:.0%} inspected (full curves in the CSVs)\n"
-                 "the ranking recommended for the setting: red solid (named in each title); cleanlab out-of-fold: black dashed; random: grey dotted")
-    _save(plt, fig, path)
-
-
-def _plot_thresholds(plt, insp: dict, thr: dict, recommended: dict, path) -> None:
-    settings = list(insp)
-    shown = [r for r in (*recommended.values(), "cleanlab", "random", "tracin", "if_diag", "loss", "self_influence") if r in insp[settings[0]].columns]
-    index = {r: i for i, r in enumerate(insp[settings[0]].columns[1:])}
-    ncol = min(4, len(settings))
-    blocks = -(-len(settings) // ncol)
-    fig, axes = plt.subplots(2 * blocks, ncol, figsize=(4.2 * ncol, 3.4 * 2 * blocks), squeeze=False, constrained_layout=True)
-    for k, s in enumerate(settings):
-        top, bottom = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
-        df = thr[s]
-        for r in dict.fromkeys(shown):
-            kw = {"markevery": max(1, len(df) // 10), **_style(r, recommended[s], index[r])}
-            top.plot(df["threshold"], df[f"{r}_found"], label=r, **kw)
-            bottom.plot(df["threshold"], np.maximum(df[f"{r}_fpr"], 1e-4), label=r, **kw)
-        for ax in (top, bottom):
-            ax.axvline(0.5, color="k", lw=0.6)
-            ax.grid(alpha=0.3)
-        top.set_title(f"{s} (red: {recommended[s]})")
-        top.set_ylabel("share of flips above")
-        bottom.set_yscale("log")
-        bottom.set_ylim(8e-5, 1.2)
-        bottom.set_ylabel("false-positive rate (floor 1e-4)")
-        bottom.set_xlabel("threshold on score / max(score)")
-    for k in range(len(settings), blocks * ncol):
-        axes[2 * (k // ncol), k % ncol].axis("off")
-        axes[2 * (k // ncol) + 1, k % ncol].axis("off")
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Threshold curves as in the labeling-bias paper (mean over seeds; all rankings in the CSV)")
-    _save(plt, fig, path)
-
-
 def summarise_to(cell_dir, out_dir, settings, seeds, det, development_seeds, target=None) -> dict:
     """Everything :func:`summarise` computes, written under ``out_dir`` (the sweep script)."""
-    from ..io import write_json, write_text
+    from sampleval.detection.summary_figures import plot_curves
+    from sampleval.detection.summary_markdown import markdown
+    from sampleval.io import write_json, write_text
 
     out_dir = Path(out_dir)
     summary, insp, thr = summarise(cell_dir, settings, seeds, det, development_seeds, target=target)

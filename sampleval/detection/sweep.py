@@ -1,52 +1,53 @@
-"""The sweep: every (noise setting, seed) cell as a job of :func:`sampleval.compute.run_jobs`.
+"""The sweep: every (noise setting, seed) cell as a job of :func:`sampleval.runtime.compute.run_jobs`.
 
 :func:`run_sweep` runs the cells ``settings x seeds`` (settings outer, seeds inner: the order
 of the results, whatever ran where) on ``compute``; inside a cell job, cleanlab's folds run
 one after another (``compute.serial()``). A job's spec holds everything its cell depends on
 (:func:`cell_job_spec`: the setting's noise, the seed, the rankings, the combinations, the
-folds and the recipe: project ``seed``, ``data``, ``model``, ``train``, ``influence``), and
+folds and the :class:`sampleval.detection.recipe.CellRecipe`), and
 its result is JSON (the table as a dict of columns, and the record), so a
-:class:`sampleval.compute.JobCache` keeps finished cells: adding a setting or a seed
+:class:`sampleval.runtime.compute.JobCache` keeps finished cells: adding a setting or a seed
 computes only the new cells, and a cell whose inputs did not change is read back.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..compute import SERIAL, Compute, JobCache, run_jobs
-from .cell import NoiseSetting, cell_name, run_cell
+from sampleval.runtime.compute import SERIAL, Compute, JobCache, run_jobs
+from sampleval.detection.cell import run_cell
+from sampleval.detection.recipe import CellRecipe, NoiseSetting, cell_name
+from sampleval.detection.settings import DetectParams
 
-RECIPE = ("seed", "data", "model", "train", "influence")  # the params sections a cell reads
-# influence keys no cell reads (the pipeline's own estimator list, sharding, explanations): out of
-# the job, so that editing them keeps every cached cell
-NOT_READ = ("methods", "shards", "explain_top_k", "explain_n_test")
+if TYPE_CHECKING:
+    from sampleval.config import Params
 
 
-def cell_job_spec(params: dict, setting: str, seed: int) -> dict:
+def cell_job_spec(det: DetectParams, recipe: CellRecipe, setting: str, seed: int) -> dict:
     """The job of one cell: small, JSON, and all a cell depends on."""
-    det = params["detect"]
-    if setting not in det["settings"]:
-        raise ValueError(f"detect setting {setting!r} is not in 'detect.settings' ({', '.join(det['settings'])})")
+    if setting not in det.settings:
+        raise ValueError(f"detect setting {setting!r} is not in 'detect.settings' ({', '.join(det.settings)})")
     return {
         "setting": setting,
-        "spec": det["settings"][setting],
+        "spec": det.settings[setting],
         "seed": int(seed),
-        "rankings": list(det["rankings"]),
-        "combinations": dict(det.get("combinations") or {}),
-        "folds": int(det["cleanlab_folds"]),
-        "recipe": {k: params[k] for k in RECIPE} | {"influence": {k: v for k, v in params["influence"].items() if k not in NOT_READ}},
+        "rankings": list(det.rankings),
+        "combinations": dict(det.combinations or {}),
+        "folds": int(det.cleanlab_folds),
+        "recipe": recipe.to_json(),
     }
 
 
-def digits_fingerprint(params: dict) -> str:
-    """Identifies the cells' input data: the digits prepared with ``data`` and the project's
-    ``seed`` (the cells prepare it themselves, so its params define it)."""
-    text = json.dumps({"source": "digits", "data": params["data"], "seed": params["seed"]}, sort_keys=True, default=str)
+def digits_fingerprint(recipe: CellRecipe) -> str:
+    """Identifies the cells' input data: the digits prepared with the recipe's ``data`` and
+    split ``seed`` (the cells prepare it themselves, so these params define it)."""
+    text = json.dumps({"data": dataclasses.asdict(recipe.data), "seed": recipe.seed}, sort_keys=True, default=str)
     return "digits-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -67,7 +68,7 @@ def cell_job(compute: Compute | None, job: dict) -> dict:
     """One cell, as an executor job: ``{"table": {column: values}, "record": {...}}``.
     ``compute`` (the shared object) is where cleanlab's folds run: serial inside a sweep."""
     setting = NoiseSetting.from_params(job["setting"], job["spec"])
-    table, record = run_cell(job["recipe"], setting, job["seed"], job["rankings"], job["combinations"], job["folds"], compute or SERIAL)
+    table, record = run_cell(CellRecipe.from_json(job["recipe"]), setting, job["seed"], job["rankings"], job["combinations"], job["folds"], compute or SERIAL)
     return {"table": {c: _plain(table[c].to_numpy()) for c in table.columns}, "record": _plain(record)}
 
 
@@ -84,15 +85,16 @@ def table_from_job(columns: dict) -> pd.DataFrame:
 
 
 def run_sweep(
-    params: dict, settings: list[str], seeds: list[int], compute: Compute = SERIAL, cache_root: str | Path | None = None,
+    params: Params, settings: list[str], seeds: list[int], compute: Compute = SERIAL, cache_root: str | Path | None = None,
 ) -> list[tuple[str, pd.DataFrame, dict]]:
-    """``[(cell name, table, record)]`` for ``settings x seeds`` (settings outer), run as jobs
-    of ``compute``; with ``cache_root``, finished cells are kept there and read back."""
+    """``[(cell name, table, record)]`` for ``settings x seeds`` (settings outer) of ``params.detect``,
+    run as jobs of ``compute``; with ``cache_root``, finished cells are kept there and read back."""
     cells = [(s, int(seed)) for s in settings for seed in seeds]
     if len(set(cells)) != len(cells):
         raise ValueError(f"detect.run and detect.seeds must not repeat a cell: {[cell_name(*c) for c in cells]}")
-    jobs = [cell_job_spec(params, s, seed) for s, seed in cells]
-    cache = JobCache(Path(cache_root), digits_fingerprint(params)) if cache_root is not None else None
+    recipe = CellRecipe.of(params)
+    jobs = [cell_job_spec(params.detect, recipe, s, seed) for s, seed in cells]
+    cache = JobCache(Path(cache_root), digits_fingerprint(recipe)) if cache_root is not None else None
     results = run_jobs(
         cell_job, jobs, compute, shared=compute.serial(), desc="detect",
         labels=[f"{cell_name(s, seed)} (setting {s}, seed {seed})" for s, seed in cells], cache=cache,

@@ -4,8 +4,8 @@
 - :func:`load_selected` (the one reader of ``models/model.pt``), :func:`architecture`,
   :func:`load_selected_model`;
 - :class:`Baseline`: the prepared data, recipe, checkpoints and selected model, loaded once;
-- :class:`InfluenceSettings` and :data:`SETTINGS`: the influence settings every estimator reads;
-- :class:`InfluenceContext`, built from those two by :func:`sampleval.influence.make_context`,
+- :class:`InfluenceSettings` and :data:`SETTINGS` (defined in :mod:`.settings`): the influence settings every estimator reads;
+- :class:`InfluenceContext`, built from those two by :func:`sampleval.influence.core.make_context`,
   and :func:`record`, where an estimator leaves its diagnostics.
 
 :mod:`.core` re-exports these names (the estimators' shared vocabulary).
@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from ..checkpoints import list_checkpoints, load_checkpoint
-from ..estimators import options_for
+from sampleval.training.checkpoints import list_checkpoints, load_checkpoint
+from sampleval.influence.registry import options_for
+from sampleval.influence.settings import SETTINGS, InfluenceSettings  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from .core import Samples
+    from sampleval.influence.core import Samples
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def load_selected(final_model_path: str | Path) -> tuple[dict, int | None]:
 
 def architecture(prepared, cfg) -> nn.Module:
     """The baseline's architecture (fresh weights) for the prepared data and the recipe ``cfg``."""
-    from ..models import build_model
+    from sampleval.training.models import build_model
 
     x = prepared.split("train").x
     return build_model(cfg.model, x.shape[1], prepared.n_classes, x.shape[-1], None)
@@ -97,36 +98,12 @@ class Baseline:
         return model
 
 
-@dataclass(frozen=True)
-class InfluenceSettings:
-    """The influence settings every estimator reads (params' ``influence`` section, less the
-    list of methods and where they run), with the run's seed and the per-estimator options
-    (estimator name -> a dict from params or its options dataclass, :mod:`sampleval.estimators`)."""
-
-    batch_size: int = 256
-    damping: float = 0.01
-    cg_iterations: int = 100
-    tracin_method: str = "central"  # directional derivatives: 'central' (faster) or 'jvp' (exact)
-    seed: int = 0
-    options: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_params(cls, influence: dict, seed: int) -> "InfluenceSettings":
-        """From params' influence section (validated by :mod:`sampleval.config`) and the run's seed."""
-        return cls(**{k: influence[k] for k in SETTINGS}, seed=int(seed), options=dict(influence.get("options") or {}))
-
-
-# the settings every estimator may read, the one list (a job's spec, the context, the params deps)
-SETTINGS = ("batch_size", "damping", "cg_iterations", "tracin_method")
-
-
 @dataclass
 class InfluenceContext:
-    """Everything an estimator needs; built by :func:`sampleval.influence.make_context` from a
+    """Everything an estimator needs; built by :func:`sampleval.influence.core.make_context` from a
     :class:`Baseline` and :class:`InfluenceSettings`. ``options`` maps an estimator's name to
-    its options (a dict or the options dataclass of :mod:`sampleval.estimators`; absent: the
-    defaults). ``extra``: inputs of estimators outside the registry (``detection.estimators``
-    reads ``train_config``, ``cleanlab_folds`` and ``compute`` there)."""
+    its options (a dict or the options dataclass of :mod:`sampleval.influence.registry`; absent: the
+    defaults)."""
 
     model: nn.Module  # the architecture; estimators load the weights they need
     loss_fn: Callable  # the training loss: loss_fn(logits, target, reduction)
@@ -145,11 +122,10 @@ class InfluenceContext:
     channels_last: bool = False  # tracin / self_influence: channels-last model (train.channels_last)
     final_epoch: int | None = None  # the epoch selected on validation (``up_to_selected`` needs it)
     shards: int = 1  # the estimators whose entry says ``shards``: training-set shards, one executor job each
-    compute: object | None = None  # where an estimator's own jobs run (shards, folds, ensembles: sampleval.compute.Compute; None: here)
+    compute: object | None = None  # where an estimator's own jobs run (shards, folds, ensembles: sampleval.runtime.compute.Compute; None: here)
     options: dict = field(default_factory=dict)
     train_config: object | None = None  # the baseline's TrainConfig: estimators that retrain (trak) reuse its recipe
     job_cache: str | None = None  # folder of the job cache of the estimator's own jobs (trak's ensemble); None: no cache
-    extra: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
 
     def options_of(self, name: str):

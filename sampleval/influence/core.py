@@ -1,7 +1,7 @@
 """The shared vocabulary of the influence estimators.
 
 Every estimator module imports from here (public names only) and from nothing else in
-this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.estimators`
+this package except :mod:`.last_layer`, :mod:`.solvers` and :mod:`sampleval.influence.registry`
 (:mod:`.context` defines the context and the baseline; this module re-exports them):
 
 - from :mod:`.context` (defined there): :class:`Checkpoint`, :func:`load_checkpoints`,
@@ -32,15 +32,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 
-from ..training import gather_images, target_tensor, to_float
-from .context import (  # noqa: F401  (re-exported: the estimators' shared vocabulary)
+from sampleval.training.loop import gather_images, target_tensor, to_float
+from sampleval.influence.settings import METHODS
+from sampleval.influence.context import (  # noqa: F401  (re-exported: the estimators' shared vocabulary)
     SETTINGS, Baseline, Checkpoint, InfluenceContext, InfluenceSettings, architecture, load_checkpoints, load_selected,
     load_selected_model, record,
 )
 
 log = logging.getLogger(__name__)
-
-METHODS = ("central", "jvp")
 
 
 def split_state(model: nn.Module) -> tuple[dict, dict]:
@@ -58,7 +57,7 @@ def batches(x, y, batch_size: int, device: torch.device | None = None, dtype: to
     """Consecutive model-ready ``(x, y)`` batches on ``device``.
 
     ``x`` may be float tensors or uint8 images (numpy, memory-mapped or not, or a tensor):
-    uint8 batches are scaled like training inputs (:func:`~sampleval.training.to_float`)
+    uint8 batches are scaled like training inputs (:func:`~sampleval.training.loop.to_float`)
     and cast to ``dtype``, one batch at a time. Float targets (multi-label) follow ``dtype``.
     The fewest batches of at most ``batch_size``, all of one size but the last (270 samples
     at 256: 135 and 135, not 256 and 14): a small remainder batch costs almost as much as
@@ -133,7 +132,7 @@ def n_samples(data) -> int:
 
 def as_inputs(x: np.ndarray, y: np.ndarray, task: str, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and labels -> model-ready tensors (same preprocessing and memory layout as
-    training batches, :func:`~sampleval.training.gather_images`)."""
+    training batches, :func:`~sampleval.training.loop.gather_images`)."""
     xt = to_float(gather_images(np.asarray(x), np.arange(len(x)))).to(dtype)
     yt = target_tensor(y, task)
     if task == "multilabel":
@@ -306,3 +305,41 @@ def on_device(ctx) -> nn.Module:
     log.info("running on %s%s", ctx.device, " (channels-last)" if ctx.channels_last else "")
     model = ctx.model.to(ctx.device)
     return model.to(memory_format=torch.channels_last) if ctx.channels_last else model
+
+
+def make_context(
+    baseline: Baseline, settings: InfluenceSettings, *, device: torch.device | None = None, compute=None,
+    job_cache: str | None = None, shards: int = 1,
+) -> InfluenceContext:
+    """Everything an estimator needs, from a :class:`Baseline` (prepared data, recipe,
+    checkpoints, selected model; :meth:`Baseline.load` reads them from disk) and the
+    :class:`InfluenceSettings` every estimator reads: the one place that builds it.
+    Where to run: ``device`` (the streaming estimators; default CPU), ``compute`` (where the
+    estimators that run jobs of their own run them: shards, cleanlab's folds, trak's
+    ensemble; None: serially here), ``job_cache`` (the folder where such an estimator caches
+    its finished jobs; None: no cache) and ``shards`` (training-set shards of the estimators
+    whose registry entry says ``shards``)."""
+    from sampleval.training.loop import make_loss
+
+    prepared, cfg = baseline.prepared, baseline.cfg
+    tr, va = prepared.split("train"), prepared.split("val")
+    return InfluenceContext(
+        model=architecture(prepared, cfg),
+        loss_fn=make_loss(prepared.task, cfg, tr.y),
+        checkpoints=baseline.checkpoints,
+        final_state=baseline.final_state,
+        final_epoch=baseline.final_epoch,
+        train=Samples(tr.x, tr.y, prepared.task),
+        val=Samples(va.x, va.y, prepared.task),
+        task=prepared.task,
+        n_classes=prepared.n_classes,
+        **{k: getattr(settings, k) for k in SETTINGS},
+        seed=settings.seed,
+        device=device or torch.device("cpu"),
+        channels_last=cfg.channels_last,
+        options=dict(settings.options),
+        train_config=cfg,
+        compute=compute,
+        job_cache=job_cache,
+        shards=shards,
+    )

@@ -4,7 +4,7 @@ Kronfluence (Grosse et al. 2023, "Studying large language model generalization w
 influence functions") approximates the Gauss-Newton Hessian of every ``nn.Linear`` and
 ``nn.Conv2d`` layer by eigenvalue-corrected Kronecker factors (EK-FAC); other parameters
 (BatchNorm, embeddings, biases of unsupported layers) are not covered. The model's training
-loss is ours (:class:`~sampleval.losses.TrainingLoss`: focal loss with label smoothing, the
+loss is ours (:class:`~sampleval.training.losses.TrainingLoss`: focal loss with label smoothing, the
 loss the model was trained with), summed over the batch as Kronfluence expects; the
 covariance factors use labels sampled from the model's predictions (the true Fisher,
 Kronfluence's default).
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import load_final, record
+from sampleval.influence.core import load_final, record
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ Curvature (``influence.options.if_cg.curvature``, also for ``if_lissa``):
 Estimators: ``if_cg`` (conjugate gradient on curvature-vector products), ``if_lissa``
 (the stochastic LiSSA recursion on minibatch products, for large models), ``if_diag``
 (``H`` replaced by its empirical-Fisher diagonal ``mean_i grad L_i ** 2``, PSD).
-Their options are the dataclasses in :mod:`sampleval.estimators`; each writes its diagnostics
+Their options are the dataclasses in :mod:`sampleval.influence.registry`; each writes its diagnostics
 (solver, iterations, residual, curvature, fallback, damping) with :func:`.core.record`.
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from .core import batches, directional_derivatives, load_final, output_hessians, record, split_state, summed_gradient
-from .solvers import Flat, conjugate_gradient, power_iteration, psd_projection
+from sampleval.influence.core import batches, directional_derivatives, load_final, output_hessians, record, split_state, summed_gradient
+from sampleval.influence.solvers import Flat, conjugate_gradient, power_iteration, psd_projection
 
 log = logging.getLogger(__name__)
 

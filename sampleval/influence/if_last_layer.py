@@ -13,8 +13,8 @@ import logging
 
 import numpy as np
 
-from .core import load_final, misclassified, record
-from .last_layer import last_layer_quantities, solve_last_layer
+from sampleval.influence.core import load_final, misclassified, record
+from sampleval.influence.last_layer import last_layer_quantities, solve_last_layer
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..models import last_linear
-from .core import batches, output_hessians
-from .solvers import conjugate_gradient, psd_projection
+from sampleval.training.models import last_linear
+from sampleval.influence.core import batches, output_hessians
+from sampleval.influence.solvers import conjugate_gradient, psd_projection
 
 
 class LastLayer:

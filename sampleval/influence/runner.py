@@ -1,12 +1,12 @@
 """Several estimators over one baseline, as executor jobs: one job per estimator.
 
 :func:`run_estimators` is what the ``influence`` stage calls. Each estimator in the list is a
-job of :func:`sampleval.compute.run_jobs` (local processes or Ray tasks), so the estimators run
+job of :func:`sampleval.runtime.compute.run_jobs` (local processes or Ray tasks), so the estimators run
 side by side and a cluster runs each where it is placed. The job is a pure function of the
 shared :class:`Baseline` (prepared data, recipe, checkpoints, selected model) and of its spec:
 the estimator's name, its options and the ``influence`` settings every estimator reads.
 
-With a job cache (:class:`sampleval.compute.JobCache`, keyed by :func:`baseline_fingerprint`
+With a job cache (:class:`sampleval.runtime.compute.JobCache`, keyed by :func:`baseline_fingerprint`
 and the spec), an estimator whose inputs did not change is read back: adding one to
 ``influence.methods`` computes only the new one, and changing one estimator's options reruns
 only that estimator.
@@ -21,13 +21,33 @@ on one device (tests/test_influence_runner.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
+import torch
 
-from ..compute import SERIAL, Compute, JobCache, run_jobs
-from ..fingerprints import arrays_hash, recipe_fingerprint
-from ..estimators import get
-from .context import SETTINGS, Baseline, InfluenceSettings
+from sampleval.runtime.compute import SERIAL, Compute, JobCache, run_jobs
+from sampleval.runtime.fingerprints import arrays_hash, recipe_fingerprint
+from sampleval.influence.registry import get
+from sampleval.influence.context import SETTINGS, Baseline, InfluenceContext, InfluenceSettings
+from sampleval.influence.core import make_context, n_samples
+
+
+def get_estimator(name: str) -> Callable:
+    return get(name).load()
+
+
+def run_estimator(name: str, ctx: InfluenceContext) -> dict[str, np.ndarray]:
+    if get(name).needs_recipe and ctx.train_config is None:
+        raise ValueError(f"{name} retrains models with the baseline's recipe: the influence context has no train_config (make_context sets it)")
+    columns = get_estimator(name)(ctx)
+    n = n_samples(ctx.train)
+    if name not in columns:
+        raise RuntimeError(f"estimator {name} returned no '{name}' column")
+    for col, values in columns.items():
+        if np.shape(values) != (n,):
+            raise RuntimeError(f"estimator {name} column {col} has shape {np.shape(values)}, expected ({n},)")
+    return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 
 
 @dataclass(frozen=True)
@@ -49,11 +69,10 @@ def baseline_fingerprint(baseline: Baseline) -> str:
     return h.hexdigest()
 
 
-def estimator_spec(method: str, influence: dict, seed: int) -> dict:
-    """A job's spec: the estimator, its own options and the settings every estimator reads
-    (``influence`` is params' influence section)."""
-    return {"method": method, "options": influence.get("options", {}).get(method), "seed": int(seed),
-            **{k: influence[k] for k in SETTINGS}}
+def estimator_spec(method: str, settings: InfluenceSettings) -> dict:
+    """A job's spec: the estimator, its own options, the seed and the settings every estimator reads."""
+    return {"method": method, "options": settings.options.get(method), "seed": int(settings.seed),
+            **{k: getattr(settings, k) for k in SETTINGS}}
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,7 @@ class _Shared:
 
 def estimator_job(shared: _Shared, spec: dict) -> dict:
     """Executor job: one estimator over the shared baseline -> ``{"columns": {name: [floats]}, "diagnostics": {...}}``."""
-    from ..training import pick_device
-    from . import make_context, run_estimator
+    from sampleval.training.loop import pick_device
 
     b = shared.baseline
     method = spec["method"]
@@ -88,15 +106,15 @@ def fans_out(method: str, shards: int) -> bool:
     return entry.fans_out or (entry.shards and shards > 1)
 
 
-def run_estimators(baseline: Baseline, methods: list[str], influence: dict, seed: int, compute: Compute = SERIAL,
+def run_estimators(baseline: Baseline, methods: list[str], settings: InfluenceSettings, compute: Compute = SERIAL,
                    shards: int = 1, cache: JobCache | None = None, job_cache_root: str | None = None) -> dict[str, EstimatorResult]:
     """Every estimator in ``methods`` over ``baseline``; returns name -> result, in ``methods``' order.
 
-    ``influence``: params' influence section (settings and per-estimator options); ``shards``:
+    ``settings``: what every estimator reads, the seed and the per-estimator options; ``shards``:
     training-set shards of ``tracin``/``self_influence``; ``cache``: finished estimators by key;
     ``job_cache_root``: where estimators that run jobs of their own cache them (``<root>/<name>``:
     TRAK's ensemble models, reused when only the baseline's checkpoints change)."""
-    specs = {m: estimator_spec(m, influence, seed) for m in methods}
+    specs = {m: estimator_spec(m, settings) for m in methods}
     own = [m for m in methods if fans_out(m, shards)]
     pooled = [m for m in methods if m not in own]
     out: dict[str, dict] = {}

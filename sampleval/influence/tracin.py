@@ -22,14 +22,14 @@ norms: ``torch.func.vmap`` over ``grad`` (fine for small models). It is its own 
 (``self_influence``) so that the aggregate score does not pay for it.
 
 Which checkpoints the ``tracin`` column sums over is an option
-(``influence.options.tracin``, :func:`sampleval.estimators.checkpoint_epochs`): ``checkpoints: all`` (default) or
+(``influence.options.tracin``, :func:`sampleval.influence.registry.checkpoint_epochs`): ``checkpoints: all`` (default) or
 ``up_to_selected`` (up to the epoch selected on validation), and ``burn_in: k`` skips the
 first k epochs. The per-checkpoint columns ``tracin_epoch_NNN`` always cover every
 checkpoint, so any variant is also a plain sum of columns of the scores table
-(:func:`sampleval.tracin_variants.variant_scores`).
+(:func:`sampleval.influence.tracin_variants.variant_scores`).
 
 Shards (``influence.shards``, :func:`sharded_scores`): the training set is cut into
-contiguous shards, each scored by one executor job (:func:`sampleval.compute.run_jobs`:
+contiguous shards, each scored by one executor job (:func:`sampleval.runtime.compute.run_jobs`:
 a local process or a Ray task). Every job receives the model, the checkpoints and the
 prepared data in the shared object, and computes the summed validation gradient of each
 checkpoint itself (``val_grad='job'``; ``'driver'`` computes it once here and ships it).
@@ -60,10 +60,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import (
+from sampleval.influence.core import (
     Checkpoint, batch_bounds, directional_derivatives, full_float32, on_device, per_sample_grad_sq_norms, record, streamable, summed_gradient,
 )
-from ..estimators import checkpoint_epochs
+from sampleval.influence.registry import checkpoint_epochs
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _shard_model(shared: ShardInputs) -> nn.Module:
 
 
 def score_shard(shared: ShardInputs, job: dict) -> dict[str, np.ndarray]:
-    """One shard job (:func:`sampleval.compute.run_jobs`): ``job = {'kind': 'tracin' |
+    """One shard job (:func:`sampleval.runtime.compute.run_jobs`): ``job = {'kind': 'tracin' |
     'self_influence', 'segments': [[start, stop, size], ...]}``. Returns per checkpoint the
     lr-weighted contribution of the shard's samples (float64), keyed ``tracin_epoch_NNN`` or
     ``self_influence_epoch_NNN``, computed exactly as :func:`tracin_scores` /
@@ -214,14 +214,14 @@ def sharded_scores(
 ) -> dict[str, np.ndarray]:
     """:func:`tracin_scores` (``kind='tracin'``: the same columns) or
     :func:`self_influence_scores` (``kind='self_influence'``: ``{'self_influence': ...}``)
-    over ``shards`` shards of the training set, one :func:`~sampleval.compute.run_jobs` job
+    over ``shards`` shards of the training set, one :func:`~sampleval.runtime.compute.run_jobs` job
     each on ``compute`` (None: in this process). Equal bit for bit to the unsharded result
     on the CPU at any number of shards and workers (:func:`shard_segments`).
 
     ``val_grad``: ``'job'`` (default) every job computes the summed validation gradient of
     each checkpoint on its own device; ``'driver'`` computes it once here, on ``device``,
     and ships it to the jobs in the shared object."""
-    from ..compute import SERIAL, run_jobs
+    from sampleval.runtime.compute import SERIAL, run_jobs
 
     if val_grad not in VAL_GRAD:
         raise ValueError(f"val_grad must be one of {', '.join(VAL_GRAD)}, got {val_grad!r}")

@@ -1,7 +1,7 @@
 """TRAK (Park et al. 2023) over an ensemble of independently trained models, from dattri (``trak``).
 
 Each of ``influence.options.trak.models`` models is trained from scratch with the baseline's
-recipe (the same :class:`~sampleval.training.TrainConfig`, model selected on validation) and
+recipe (the same :class:`~sampleval.training.loop.TrainConfig`, model selected on validation) and
 its own seed (``seed + 1 + m``: never the baseline's own seed). For each model, dattri's
 :class:`~dattri.algorithm.trak.TRAKAttributor` projects per-sample gradients of TRAK's model
 output (the margin ``log p_y - log(1 - p_y)``; multi-label: the sum of the labels' signed
@@ -12,8 +12,8 @@ given a list of checkpoints) does. The score of a training sample is its summed 
 over the validation samples. Positive = helpful (it raises the validation samples' margins).
 
 Every model (its training and its projected features, reduced to two vectors per model) is a
-job of :func:`sampleval.compute.run_jobs`, on ``ctx.compute`` (serial when None), and cached
-with a :class:`~sampleval.compute.JobCache` in ``ctx.job_cache`` (the pipeline: ``data/jobs/trak``,
+job of :func:`sampleval.runtime.compute.run_jobs`, on ``ctx.compute`` (serial when None), and cached
+with a :class:`~sampleval.runtime.compute.JobCache` in ``ctx.job_cache`` (the pipeline: ``data/jobs/trak``,
 git-ignored, when ``compute.job_cache`` is true). The cache key hashes the job (seed,
 recipe, projection dimension, regularisation), the training and validation data and the
 library's source, so growing ``models`` from 10 to 20 trains only the 10 new models.
@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import record
+from sampleval.influence.core import record
 
 log = logging.getLogger(__name__)
 
 
 def data_fingerprint(shared: dict) -> str:
     """Hash of the data every job trains and scores on (the job cache's shared fingerprint)."""
-    from ..fingerprints import arrays_hash
+    from sampleval.runtime.fingerprints import arrays_hash
 
     arrays = arrays_hash({k: shared[k] for k in ("x_train", "y_train", "x_val", "y_val")})
     return hashlib.sha256(f"{arrays}:{shared['task']}:{shared['n_classes']}".encode()).hexdigest()
@@ -83,8 +83,8 @@ def trak_model_job(shared: dict, job: dict) -> dict:
     from dattri.algorithm.trak import TRAKAttributor
     from dattri.task import AttributionTask
 
-    from ..training import TrainConfig, train
-    from .core import as_inputs
+    from sampleval.training.loop import TrainConfig, train
+    from sampleval.influence.core import as_inputs
 
     t0 = time.perf_counter()
     cfg = TrainConfig(**{**job["train"], "device": "cpu"})
@@ -124,7 +124,7 @@ def trak_scores(shared: dict, recipe, seeds: list[int], proj_dim: int = 512, reg
                 compute=None, cache_dir: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """TRAK scores of every training sample (summed over validation) from an ensemble of
     models trained with ``seeds``; returns ``(scores, diagnostics)``."""
-    from ..compute import SERIAL, JobCache, run_jobs
+    from sampleval.runtime.compute import SERIAL, JobCache, run_jobs
 
     train_cfg = dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe)
     jobs = [{"seed": int(s), "train": train_cfg, "proj_dim": int(proj_dim), "regularization": float(regularization), "batch_size": int(batch_size)} for s in seeds]
@@ -141,7 +141,7 @@ def trak_scores(shared: dict, recipe, seeds: list[int], proj_dim: int = 512, reg
 
 def shared_data(ctx) -> dict:
     """The jobs' shared input: the uint8 images and labels of both splits, task, classes."""
-    from .core import Samples
+    from sampleval.influence.core import Samples
 
     if not isinstance(ctx.train, Samples) or not isinstance(ctx.val, Samples):
         raise ValueError("trak retrains models: it needs the splits as uint8 images (core.Samples), not float tensors")
