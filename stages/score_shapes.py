@@ -3,7 +3,10 @@
 Reads every ``data/detect/<cell>.parquet`` (schema: sample_id, label, clean_label, flipped,
 one float suspicion column per ranking) and, where present,
 ``metrics/detection/cells/<cell>.json`` for each cell's test accuracy and loss; the training
-images come from data/prepared (the isolation analysis). See sampleval/detection/score_shapes.py.
+images (the isolation analysis) are the cells' own clean digits, prepared in a temporary folder
+(:func:`sampleval.detection.recipe.clean_digits`), not data/prepared: a ``remove`` row of
+data/corrections.csv drops samples from data/prepared that the sweep's cells still hold.
+See sampleval/detection/score_shapes.py.
 """
 from __future__ import annotations
 
@@ -15,12 +18,11 @@ import numpy as np
 import pandas as pd
 
 from sampleval.detection import score_shapes as sh
-from sampleval.data.prepared import load_prepared
 from sampleval.config import Params
 from sampleval.detection.recipe import CellRecipe, clean_digits
 from sampleval.io import atomic_path, write_json
 from stages._common import log, main, start
-from stages.paths import DETECT_CELLS, DETECT_RECORDS, PREPARED, SCORE_SHAPES_METRICS, plot
+from stages.paths import DETECT_CELLS, DETECT_RECORDS, SCORE_SHAPES_METRICS, plot
 
 CELLS = Path(DETECT_CELLS)
 RECORDS = Path(DETECT_RECORDS)
@@ -31,13 +33,9 @@ def _csv(df: pd.DataFrame, path: str) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def _sweep_training_images(params: Params) -> dict:
-    """``sample_id -> image`` of the sweep's training split. The sweep always runs on the
-    digits with the project's split (sampleval.detection.recipe.CellRecipe); with another
-    data source configured, those digits are prepared here in a temporary folder."""
-    if params.data.source == "digits":
-        tr = load_prepared(PREPARED).split("train")
-        return dict(zip(tr.ids, tr.x))
+def sweep_training_images(params: Params) -> dict:
+    """``sample_id -> image`` of the sweep's training split: the digits every cell is built from
+    (:class:`sampleval.detection.recipe.CellRecipe`), without noise or corrections."""
     with tempfile.TemporaryDirectory() as tmp:
         tr = clean_digits(CellRecipe.of(params), Path(tmp)).split("train")
         return dict(zip(tr.ids, np.array(tr.x)))
@@ -54,7 +52,7 @@ def run(argv=None) -> None:
         raise FileNotFoundError(f"detection cell {missing[0]} is missing; run `dvc repro detect` first")
     cells = {p.stem: pd.read_parquet(p) for p in paths}
     records = {p.stem: json.loads((RECORDS / f"{p.stem}.json").read_text()) for p in paths if (RECORDS / f"{p.stem}.json").exists()}
-    images = _sweep_training_images(params)
+    images = sweep_training_images(params)
     metrics, curves, bands, perf = sh.analyse(cells, s.ranking, images, s.knn, records)
     write_json(SCORE_SHAPES_METRICS, metrics)
     _csv(curves, plot("score_shapes_sorted.csv"))

@@ -101,3 +101,29 @@ def test_bad_cells_fail_in_one_line():
         sh.analyse({"c": t}, "if_diag", None, 3)
     with pytest.raises(ValueError, match="not in the prepared"):
         sh.analyse({"c": t}, "tracin", {}, 3)
+
+
+def test_sweep_images_hold_samples_a_remove_correction_dropped(tmp_path, monkeypatch):
+    """The isolation analysis reads the cells' own digits: a sample that a ``remove`` row of
+    data/corrections.csv dropped from data/prepared is still in every sweep cell, so its image
+    must be there too (it was read from data/prepared and failed with a KeyError)."""
+    from sampleval.data.prepare import prepare_dataset
+    from sampleval.data.prepared import load_prepared
+    from sampleval.detection.cell import digits_data
+    from sampleval.detection.recipe import CellRecipe, NoiseSetting
+    from stages.score_shapes import sweep_training_images
+    from typed_params import committed
+
+    params = committed()
+    monkeypatch.chdir(tmp_path)
+    prepare_dataset(params.data, params.noise, params.seed, tmp_path / "full")
+    removed = load_prepared(tmp_path / "full").split("train").ids[0]
+    (tmp_path / "corrections.csv").write_text(f"sample_id,action,new_label\n{removed},remove,\n")
+    prepare_dataset(params.data, params.noise, params.seed, tmp_path / "data" / "prepared", tmp_path / "corrections.csv")
+    assert removed not in set(load_prepared(tmp_path / "data" / "prepared").split("train").ids)
+
+    images = sweep_training_images(params)
+    cell = digits_data(CellRecipe.of(params), NoiseSetting("u", "uniform", 0.1), 0, tmp_path / "cell").split("train")
+    assert removed in images
+    assert set(images) == set(cell.ids)
+    np.testing.assert_array_equal(images[removed], np.asarray(cell.x)[list(cell.ids).index(removed)])
